@@ -1,0 +1,1 @@
+"""Subcommands of the ``pesflow`` CLI (see ``pesflow.cli``)."""

@@ -1,0 +1,135 @@
+"""Prepare, launch and read GPAW single points (one scratch directory per task)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from ase import Atoms
+from ase.io import write
+
+from pesflow.dft.result import OracleResult
+from pesflow.dft.settings import GPAWSettings, get_settings
+
+
+def _task_hash(atoms: Atoms, settings: GPAWSettings) -> str:
+    # Positions rounded to 1e-8 Å so that a structure read back from extxyz hashes the same.
+    payload = {
+        "numbers": atoms.numbers.tolist(),
+        "positions": [[round(float(x), 8) for x in row] for row in atoms.positions],
+        "cell": [[round(float(x), 8) for x in row] for row in atoms.cell.array],
+        "pbc": atoms.pbc.tolist(),
+        "settings": settings.model_dump(exclude={"timeout"}),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def prepare_task(atoms: Atoms, settings: str | dict | GPAWSettings, root: str | Path) -> Path:
+    """Write a single point's inputs into ``root/<hash of inputs>/`` and return that dir.
+
+    The same structure and settings always give the same directory, so a finished result
+    is found again instead of recomputed.
+    """
+    settings = get_settings(settings)
+    task = Path(root) / _task_hash(atoms, settings)
+    task.mkdir(parents=True, exist_ok=True)
+    if not (task / "input.extxyz").exists():
+        clean = atoms.copy()
+        clean.calc = None
+        clean.constraints = []
+        tmp = task / ".input.extxyz.tmp"
+        write(tmp, clean, format="extxyz")
+        os.replace(tmp, task / "input.extxyz")
+        (task / "settings.json").write_text(settings.model_dump_json(indent=1))
+    return task
+
+
+def _gpaw_executable() -> str:
+    here = Path(sys.executable).parent / "gpaw"
+    return str(here) if here.exists() else (shutil.which("gpaw") or "gpaw")
+
+
+def mpi_command(
+    task_dir: str | Path,
+    ranks: int = 1,
+    launcher: str = "mpiexec",
+    extra_args: Sequence[str] = (),
+) -> list[str]:
+    """The argv that runs the single point in ``task_dir`` on ``ranks`` MPI ranks.
+
+    ``launcher`` is ``"mpiexec"`` (Open MPI; as root it needs ``--allow-run-as-root``, and
+    ``--oversubscribe`` where a scheduler gave fewer slots than ranks) or ``"srun"``.
+    """
+    entry = [_gpaw_executable(), "python", "-m", "pesflow.dft.singlepoint", str(task_dir)]
+    if ranks < 1:
+        raise ValueError(f"ranks must be >= 1, got {ranks}")
+    if launcher == "srun":
+        return ["srun", "-n", str(ranks), *extra_args, *entry]
+    if launcher != "mpiexec":
+        raise ValueError(f"unknown MPI launcher {launcher!r}: use 'mpiexec' or 'srun'")
+    flags = ["--oversubscribe"]
+    if os.geteuid() == 0:
+        flags.insert(0, "--allow-run-as-root")
+    return ["mpiexec", *flags, "-n", str(ranks), *extra_args, *entry]
+
+
+def read_result(task_dir: str | Path) -> OracleResult:
+    """The result written by the entry point, or a ``missing`` result if there is none."""
+    path = Path(task_dir) / "result.json"
+    if not path.exists():
+        return OracleResult("missing", message=f"no result in {task_dir}", task_dir=str(task_dir))
+    return OracleResult.from_dict(json.loads(path.read_text()))
+
+
+def run_single_point(
+    atoms: Atoms,
+    settings: str | dict | GPAWSettings = "fast",
+    ranks: int = 1,
+    root: str | Path = "dft-tasks",
+    timeout: float | None = None,
+    launcher: str = "mpiexec",
+    extra_args: Sequence[str] = (),
+) -> OracleResult:
+    """Run one GPAW single point in a subprocess and return its structured outcome.
+
+    A finished ``ok`` result in the task directory is returned as is. A crash, a
+    non-converged SCF or a timeout becomes an :class:`OracleResult` with that status;
+    this function does not raise for them.
+    """
+    settings = get_settings(settings)
+    task = prepare_task(atoms, settings, root)
+    done = read_result(task)
+    if done.ok:
+        return done
+    (task / "result.json").unlink(missing_ok=True)
+    timeout = timeout if timeout is not None else settings.timeout
+    argv = mpi_command(task, ranks, launcher, extra_args)
+    start = time.perf_counter()
+    with open(task / "stdout.txt", "w") as out, open(task / "stderr.txt", "w") as err:
+        process = subprocess.Popen(argv, cwd=task, stdout=out, stderr=err, start_new_session=True)
+        try:
+            returncode = process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)  # the whole MPI job, not just mpiexec
+            process.wait()
+            return OracleResult(
+                "timeout", message=f"killed after {timeout:g} s", task_dir=str(task),
+                wall_time=time.perf_counter() - start,
+            )
+    result = read_result(task)
+    if result.status == "missing":
+        tail = (task / "stderr.txt").read_text()[-2000:].strip().splitlines()
+        reason = tail[-1] if tail else "no output"
+        result = OracleResult(
+            "crashed", message=f"exit status {returncode}: {reason}", task_dir=str(task),
+            wall_time=time.perf_counter() - start,
+        )
+    return result

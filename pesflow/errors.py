@@ -1,0 +1,13 @@
+"""Errors meant for people: one clear message, exit status 2 at the command line."""
+
+
+class InputError(ValueError):
+    """Bad user input: what is wrong, where, and how to fix it.
+
+    The CLI prints ``str(error)`` on one line and exits with status 2. Raise it
+    before anything is written to a run directory.
+    """
+
+
+class ModelUnavailableError(InputError):
+    """A model name is unknown or its weights are not on this machine."""
