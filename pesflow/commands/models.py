@@ -21,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
 
     from pesflow.models.registry import MODELS, check_model, get_calculator
 
-    console = Console()
+    console = Console(soft_wrap=True)
     if args.check:
         check_model(args.check)
         get_calculator(args.check)
