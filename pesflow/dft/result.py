@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -54,14 +51,3 @@ class OracleResult:
         atoms = structure.copy()
         atoms.calc = SinglePointCalculator(atoms, energy=self.energy, forces=self.forces)
         return atoms
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Write JSON so that readers see the old file or the whole new one, never half."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w") as handle:
-        json.dump(data, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)

@@ -21,8 +21,9 @@ def main(task_dir: str) -> int:
     from gpaw import GPAW
     from gpaw.mpi import world
 
-    from pesflow.dft.result import OracleResult, write_json_atomic
+    from pesflow.dft.result import OracleResult
     from pesflow.dft.settings import GPAWSettings
+    from pesflow.store.atomic import atomic_write_json
 
     task = Path(task_dir)
     start = time.perf_counter()
@@ -45,7 +46,7 @@ def main(task_dir: str) -> int:
     result.task_dir = str(task)
     result.info = {"ranks": world.size, "level_of_theory": settings.level_of_theory()}
     if world.rank == 0:
-        write_json_atomic(task / "result.json", result.to_dict())
+        atomic_write_json(task / "result.json", result.to_dict())
     return 0 if result.ok else 3
 
 
