@@ -85,7 +85,7 @@ def run_demo(site_path: str | Path, out: str | Path, ranks: int | None = None) -
     out.mkdir(parents=True, exist_ok=True)
     settings = get_settings("fast")
     start = time.perf_counter()
-    dfk = parsl.load(build_config(site, run_dir=out / "parsl"))
+    dfk = parsl.load(build_config(site, run_dir=out))
     try:
         relaxed = relax_app(
             ag4s2_start(), "chgnet", fmax=0.05, steps=500,
