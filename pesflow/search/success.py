@@ -1,0 +1,163 @@
+"""Success curves: the share of independent repeats that found the solution by time x.
+
+Each repeat gives its first-success time (oracle calls, or CPU time = cores × wall time)
+or, when it never succeeded, the time it ran for: a right-censored observation. The
+curve is the empirical CDF (Kaplan–Meier, ``scipy.stats.ecdf`` on ``CensoredData``)
+with a pointwise confidence band, written as JSON and drawn with matplotlib.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import CensoredData, ecdf
+
+
+@dataclass
+class SuccessCurve:
+    """A success curve as data.
+
+    ``x`` are the step positions (0, then every distinct success or censoring time);
+    ``cdf``, ``low`` and ``high`` its value and band on [x_k, x_{k+1}).
+    ``times[r]`` is repeat r's first success (``None``: censored at ``budgets[r]``).
+    """
+
+    x: list[float]
+    cdf: list[float]
+    low: list[float]
+    high: list[float]
+    times: list[float | None]
+    budgets: list[float]
+    unit: str = "oracle calls"
+    confidence: float = 0.95
+    label: str = ""
+
+    @property
+    def n_runs(self) -> int:
+        return len(self.times)
+
+    @property
+    def censored(self) -> list[float]:
+        """Censoring times of the repeats that never succeeded."""
+        return [b for t, b in zip(self.times, self.budgets, strict=True) if t is None]
+
+    def evaluate(self, x: float | Sequence[float]) -> np.ndarray:
+        """The curve's value at ``x`` (right-continuous step function)."""
+        k = np.searchsorted(self.x, np.asarray(x, dtype=float), side="right") - 1
+        return np.asarray(self.cdf)[np.clip(k, 0, None)] * (k >= 0)
+
+    def todict(self) -> dict:
+        return {**asdict(self), "n_runs": self.n_runs}
+
+    @classmethod
+    def fromdict(cls, data: dict) -> SuccessCurve:
+        return cls(**{k: v for k, v in data.items() if k != "n_runs"})
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.write_text(json.dumps(self.todict(), indent=1))
+        return path
+
+
+def success_curve(
+    times: Sequence[float | None],
+    budgets: float | Sequence[float],
+    unit: str = "oracle calls",
+    confidence: float = 0.95,
+    label: str = "",
+) -> SuccessCurve:
+    """Success curve of repeats with first-success ``times`` (``None``: never).
+
+    Parameters
+    ----------
+    times
+        Per repeat, the first-success time, or ``None`` when it never succeeded.
+    budgets
+        Per repeat (or one for all), how long it ran: the censoring time of the failures.
+    """
+    times = [None if t is None else float(t) for t in times]
+    budgets = [float(budgets)] * len(times) if np.isscalar(budgets) else [float(b) for b in budgets]
+    if not times:
+        raise ValueError("a success curve needs at least one repeat")
+    if len(budgets) != len(times):
+        raise ValueError(f"{len(times)} repeats but {len(budgets)} budgets")
+    for t, b in zip(times, budgets, strict=True):
+        if t is not None and t > b:
+            raise ValueError(f"success at {t} after the repeat's budget {b}")
+    found = [t for t in times if t is not None]
+    failed = [b for t, b in zip(times, budgets, strict=True) if t is None]
+    result = ecdf(CensoredData(uncensored=found, right=failed))
+    q = result.cdf.quantiles
+    p = result.cdf.probabilities
+    import warnings
+
+    with warnings.catch_warnings():  # undefined at cdf = 0 or 1: filled in below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        band = result.cdf.confidence_interval(confidence, method="log-log")
+    low, high = band.low.probabilities, band.high.probabilities
+    # The band formula is undefined where the cdf is 0 (band [0, 0]) or 1 (the lower
+    # bound keeps its last defined value, the upper is 1).
+    low, high = low.copy(), high.copy()
+    for k in range(len(p)):
+        if np.isnan(low[k]):
+            low[k] = low[k - 1] if k and p[k] >= 1 else p[k]
+        if np.isnan(high[k]):
+            high[k] = 1.0 if p[k] >= 1 else p[k]
+    low = np.minimum(np.clip(low, 0, 1), p)
+    high = np.maximum(np.clip(high, 0, 1), p)
+    return SuccessCurve(
+        x=[0.0, *map(float, q)],
+        cdf=[0.0, *map(float, p)],
+        low=[0.0, *map(float, low)],
+        high=[0.0, *map(float, high)],
+        times=times,
+        budgets=budgets,
+        unit=unit,
+        confidence=confidence,
+        label=label,
+    )
+
+
+def plot_success_curves(
+    curves: Mapping[str, SuccessCurve] | Sequence[SuccessCurve],
+    path: str | Path,
+    title: str | None = None,
+    xlog: bool = False,
+) -> Path:
+    """Draw curves with their bands; censored repeats are marked with '+'."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    items = curves.items() if isinstance(curves, Mapping) else [(c.label, c) for c in curves]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    unit = ""
+    for label, c in items:
+        unit = c.unit
+        x_end = max([*c.budgets, *(t for t in c.times if t is not None)])
+        x = [*c.x, x_end]
+        line = ax.step(x, [*c.cdf, c.cdf[-1]], where="post", label=f"{label} (n={c.n_runs})")[0]
+        ax.fill_between(x, [*c.low, c.low[-1]], [*c.high, c.high[-1]], step="post",
+                        color=line.get_color(), alpha=0.2, linewidth=0)
+        cens = np.asarray(c.censored)
+        if len(cens):
+            ax.plot(cens, c.evaluate(cens), "+", color=line.get_color(), markersize=10)
+    ax.set_xlabel(unit)
+    ax.set_ylabel("share of repeats that found the solution")
+    ax.set_ylim(-0.02, 1.02)
+    if xlog:
+        ax.set_xscale("log")
+    if title:
+        ax.set_title(title)
+    ax.legend(loc="lower right", fontsize="small")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
