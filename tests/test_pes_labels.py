@@ -60,3 +60,26 @@ def test_relax_keeps_the_space_group():
     start = atoms.copy()
     start.calc = EMT()
     assert relaxed.info["energy_per_atom"] < start.get_potential_energy() / len(start)
+
+
+def test_repulsive_wall_forces_and_stress_are_gradients():
+    from ase.calculators.fd import calculate_numerical_forces, calculate_numerical_stress
+    from ase.spacegroup import crystal
+
+    from pesflow.pes.labels import RepulsiveWall
+    from pesflow.pes.radii import dmin_matrix
+
+    atoms = crystal(["Cu", "Au"], basis=[(0.1, 0.25, 0.3), (0.35, 0.25, 0.7)], spacegroup=62,
+                    cellpar=[4.5, 3.2, 5.5, 90, 90, 90])
+    atoms.rattle(0.2, seed=1)
+    dmin, _ = dmin_matrix(atoms.get_chemical_symbols(), scale=1.0)
+    atoms.calc = RepulsiveWall(dmin)
+    assert atoms.get_potential_energy() > 0
+    np.testing.assert_allclose(atoms.get_forces(), calculate_numerical_forces(atoms, eps=1e-5),
+                               atol=1e-6)
+    np.testing.assert_allclose(atoms.get_stress(), calculate_numerical_stress(atoms, eps=1e-6),
+                               atol=1e-6)
+    far = atoms.copy()
+    far.set_cell(far.cell * 3, scale_atoms=True)
+    far.calc = RepulsiveWall(dmin)
+    assert far.get_potential_energy() == 0.0

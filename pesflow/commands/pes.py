@@ -1,6 +1,6 @@
 """``pesflow pes``: symmetry-restricted 2D PES slices (s2DPES).
 
-Three forms::
+Four forms::
 
     pesflow pes STRUCTURE --list-dofs                 # Wyckoff orbits and DOF names
     pesflow pes STRUCTURE --dof W1.x --dof W1.z --steps 50 --model chgnet --out DIR

@@ -48,7 +48,7 @@ def laplacian_rms(energy: np.ndarray, mask: np.ndarray, steps: tuple[float, floa
     return float(np.sqrt(np.mean(lap[inside] ** 2))) if inside.any() else float("nan")
 
 
-def _argmin(energy: np.ndarray, mask: np.ndarray, axes=None, reference=None,
+def lowest_point(energy: np.ndarray, mask: np.ndarray, axes=None, reference=None,
             tie: float = 1e-5) -> tuple[int, int] | None:
     """Lowest point in ``mask``; among ties (within ``tie`` eV/atom, e.g. symmetry-equivalent
     copies of one minimum) the one closest to ``reference``."""
@@ -114,8 +114,8 @@ def slice_metrics(
             "count_cost_free": int(sum(free[i, j] for i, j in minima)),
             "dofs": [[float(axes[0][i]), float(axes[1][j])] for i, j in minima],
         },
-        "minimum": point(_argmin(e, np.ones(e.shape, bool), axes, ref)),
-        "minimum_cost_free": point(_argmin(e, free, axes, ref)),
+        "minimum": point(lowest_point(e, np.ones(e.shape, bool), axes, ref)),
+        "minimum_cost_free": point(lowest_point(e, free, axes, ref)),
         "energy_range": spread(np.ones(e.shape, bool)),
         "energy_range_cost_free": spread(free),
         "roughness": laplacian_rms(e, free & finite, steps),

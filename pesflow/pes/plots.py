@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pesflow.pes.metrics import lowest_point
 from pesflow.pes.slices import SliceData
 
 
@@ -70,9 +71,9 @@ def _panel(ax, data: SliceData, z: np.ndarray, vmin: float, vmax: float, cmap: s
         ax.contour(x, y, bad, levels=[0.5], colors="k", linewidths=0.8)
     ax.plot(*data.reference_point, marker="*", ms=14, mfc="white", mec="k", ls="none",
             label="reference")
-    free = np.where((data.cost <= 0) & np.isfinite(z), z, np.inf)
-    if mark_minimum and np.isfinite(free).any():
-        i, j = np.unravel_index(np.argmin(free), free.shape)
+    best = lowest_point(z, data.cost <= 0, data.axes, data.reference_point)
+    if mark_minimum and best is not None:
+        i, j = best
         ax.plot(x[i], y[j], marker="X", ms=10, mfc="white", mec="k", ls="none",
                 label="lowest cost-free")
     ax.set_xlabel(data.dofs[0])
@@ -103,9 +104,10 @@ def plot_slices(data: SliceData, path: str | Path, models: Sequence[str] | None 
         ax.set_title(name)
     for ax in list(axes.flat)[n:]:
         ax.remove()
-    axes.flat[0].legend(loc="upper right", fontsize=7, framealpha=0.8)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8)
     fig.suptitle(title or f"{data.meta.get('label', '')}: hatched = distance cost > 0")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     path = Path(path)
     fig.savefig(path, dpi=110)
     plt.close(fig)

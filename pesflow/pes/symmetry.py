@@ -305,10 +305,17 @@ def analyze(atoms: Atoms, symprec: float = 1e-3, angle_tolerance: float = -1.0) 
     import spglib
 
     cell = (np.array(atoms.cell), atoms.get_scaled_positions(), atoms.numbers)
-    dataset = spglib.get_symmetry_dataset(cell, symprec=symprec, angle_tolerance=angle_tolerance)
+    try:  # spglib returns None or raises, depending on its OLD_ERROR_HANDLING setting
+        dataset = spglib.get_symmetry_dataset(cell, symprec=symprec,
+                                              angle_tolerance=angle_tolerance)
+    except Exception as error:
+        dataset, message = None, str(error)
+    else:
+        message = spglib.get_error_message() if dataset is None else ""
     if dataset is None:
-        raise InputError(f"spglib found no symmetry (symprec={symprec}): "
-                         f"{spglib.get_error_message()}")
+        detail = f" ({message})" if message and message != "no error" else ""
+        raise InputError(f"spglib found no symmetry at symprec={symprec}{detail}; check the "
+                         "cell (overlapping atoms?) or change --symprec")
     hall = int(dataset.hall_number)
     lattice, frac, numbers = dataset.std_lattice, dataset.std_positions, dataset.std_types
     # Letters and orbits of the standardized cell itself, in the same Hall setting.
