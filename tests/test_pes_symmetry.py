@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import spglib
 from ase.spacegroup import crystal
+from pes_inputs import PARTIAL_CIF
 
 from pesflow.errors import InputError
 from pesflow.pes.symmetry import analyze, read_structure
@@ -88,27 +89,6 @@ def test_unknown_and_fixed_dofs_are_clear_errors():
         analysis.dof_index("Bi1.x")  # 6c is (0, 0, z)
     with pytest.raises(InputError, match=r"unknown DOF 'Q1\.x'.*Bi1\.z"):
         analysis.dof_index("Q1.x")
-
-
-PARTIAL_CIF = """data_partial
-_cell_length_a 4.0
-_cell_length_b 4.0
-_cell_length_c 4.0
-_cell_angle_alpha 90
-_cell_angle_beta 90
-_cell_angle_gamma 90
-_symmetry_space_group_name_H-M 'P 1'
-loop_
-_atom_site_label
-_atom_site_type_symbol
-_atom_site_fract_x
-_atom_site_fract_y
-_atom_site_fract_z
-_atom_site_occupancy
-Cu1 Cu 0 0 0 0.5
-Au1 Au 0 0 0 0.5
-O1 O 0.5 0.5 0.5 1.0
-"""
 
 
 def test_read_structure_refuses_bad_input(tmp_path):
