@@ -116,3 +116,42 @@ def test_two_clusters_do_not_collide(slurm_cluster):
         assert slurm_cluster.jobs() == []  # the job went to the other cluster only
     assert not other.root.exists()
     assert slurm_cluster.run("sinfo", "-h", "-N", "-o", "%T").stdout.strip() == "idle"
+
+
+def test_search_with_a_two_rank_gpaw_oracle_on_slurm(slurm_cluster, tmp_path: Path):
+    """A short Δ-learning search: surrogate and 2-rank GPAW oracle workers in SLURM blocks."""
+    import json
+
+    from ase.io import read
+
+    from pesflow.config import parse_run_config
+    from pesflow.store.checkpoint import read_checkpoint
+    from pesflow.workflows.search import run_search
+
+    config = parse_run_config({
+        "name": "ag2s-slurm",
+        "problem": {"system": "ag2s_cluster", "x": 1, "box": 8, "confinement": 3},
+        "prior": "repulsive",
+        "model": {"settings": {"n_inducing": 50, "ensemble_size": 3}},
+        "algorithm": {"name": "rss", "settings": {"steps": 10}},
+        "oracle": {"kind": "gpaw", "settings": "fast", "retries": 1},
+        "budget": {"oracle_calls": 2},
+    })
+    site = slurm_site({"launcher": "mpiexec", "mpi_args": ["--bind-to", "none"]})
+    out = tmp_path / "run"
+    run = run_search(config, site, out)
+    assert_clean_shutdown(slurm_cluster, tmp_path)
+    assert run.n_calls == 2 and not run.failures
+    saved = read_checkpoint(out / "checkpoint.h5")
+    assert len(saved.structures) == 2
+    for atoms in saved.structures:
+        task = out / "oracle" / atoms.info["oracle_hash"]
+        result = json.loads((task / "result.json").read_text())
+        assert result["status"] == "ok" and result["info"]["ranks"] == 2
+        assert atoms.get_potential_energy() == result["energy"]
+        assert "LCAO dzp PBE" in result["info"]["level_of_theory"]
+    assert len(read(out / "evaluated.extxyz", ":")) == 2
+    assert (out / "trace.png").is_file() and (out / "best.extxyz").is_file()
+    scripts = [p for p in (out / "parsl").glob("*/submit_scripts/parsl.*")
+               if p.suffix not in (".stdout", ".stderr", ".ec")]
+    assert sorted(p.name.split(".")[1] for p in scripts) == ["dft", "surrogate"]

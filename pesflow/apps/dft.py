@@ -21,6 +21,7 @@ from parsl import bash_app
 from parsl.app.errors import AppTimeout, BashExitFailure
 
 from pesflow.dft import OracleResult, mpi_command, read_result
+from pesflow.dft.runner import failure_reason
 from pesflow.executors.site import DFTSettings
 
 #: Exit status of coreutils ``timeout`` when it had to stop the command.
@@ -102,9 +103,5 @@ def dft_result(future: Future, task_dir: str | Path) -> OracleResult:
     if code == TIMEOUT_STATUS:
         return OracleResult("timeout", message="MPI job ran past its timeout", task_dir=str(task))
     err = task / "mpi.err"
-    lines = err.read_text(errors="replace").splitlines() if err.exists() else []
-    # The last exception line, else the last line that is not an MPI banner rule.
-    meaningful = [line.strip() for line in lines if line.strip(" -=*")]
-    errors = [line for line in meaningful if "Error" in line or "Exception" in line]
-    reason = (errors or meaningful or ["no output"])[-1]
+    reason = failure_reason(err.read_text(errors="replace") if err.exists() else "")
     return OracleResult("crashed", message=f"exit status {code}: {reason}", task_dir=str(task))

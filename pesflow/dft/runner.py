@@ -20,36 +20,59 @@ from pesflow.dft.result import OracleResult
 from pesflow.dft.settings import GPAWSettings, get_settings
 
 
-def _task_hash(atoms: Atoms, settings: GPAWSettings) -> str:
-    # Positions rounded to 1e-8 Å so that a structure read back from extxyz hashes the same.
+def task_hash(atoms: Atoms, level: dict, tag: str = "") -> str:
+    """Hash of a single point's inputs: structure, level of theory and an optional tag.
+
+    Positions are rounded to 1e-8 Å so that a structure read back from extxyz hashes the
+    same. ``tag`` tells apart evaluations that must not share a result (e.g. the task that
+    asked for them).
+    """
     payload = {
         "numbers": atoms.numbers.tolist(),
         "positions": [[round(float(x), 8) for x in row] for row in atoms.positions],
         "cell": [[round(float(x), 8) for x in row] for row in atoms.cell.array],
         "pbc": atoms.pbc.tolist(),
-        "settings": settings.model_dump(exclude={"timeout"}),
+        "settings": level,
     }
+    if tag:
+        payload["tag"] = tag
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def prepare_task(atoms: Atoms, settings: str | dict | GPAWSettings, root: str | Path) -> Path:
-    """Write a single point's inputs into ``root/<hash of inputs>/`` and return that dir.
-
-    The same structure and settings always give the same directory, so a finished result
-    is found again instead of recomputed.
-    """
-    settings = get_settings(settings)
-    task = Path(root) / _task_hash(atoms, settings)
+def write_task_input(task: Path, atoms: Atoms, settings_json: str) -> None:
+    """``input.extxyz`` (atomically, no calculator or constraints) and ``settings.json``."""
     task.mkdir(parents=True, exist_ok=True)
     if not (task / "input.extxyz").exists():
         clean = atoms.copy()
         clean.calc = None
         clean.constraints = []
+        (task / "settings.json").write_text(settings_json)
         tmp = task / ".input.extxyz.tmp"
         write(tmp, clean, format="extxyz")
         os.replace(tmp, task / "input.extxyz")
-        (task / "settings.json").write_text(settings.model_dump_json(indent=1))
+
+
+def prepare_task(
+    atoms: Atoms, settings: str | dict | GPAWSettings, root: str | Path, tag: str = ""
+) -> Path:
+    """Write a single point's inputs into ``root/<hash of inputs>/`` and return that dir.
+
+    The same structure, settings and tag always give the same (absolute) directory, so a
+    finished result is found again instead of recomputed.
+    """
+    settings = get_settings(settings)
+    level = settings.model_dump(exclude={"timeout"})
+    task = Path(root).resolve() / task_hash(atoms, level, tag)
+    write_task_input(task, atoms, settings.model_dump_json(indent=1))
     return task
+
+
+def failure_reason(text: str) -> str:
+    """The most telling line of an MPI job's stderr: the last exception, else the last
+    line that is not an MPI banner rule."""
+    lines = [line.strip() for line in text.splitlines() if line.strip(" -=*")]
+    errors = [line for line in lines if "Error" in line or "Exception" in line]
+    return (errors or lines or ["no output"])[-1]
 
 
 def _gpaw_executable() -> str:
@@ -97,6 +120,7 @@ def run_single_point(
     timeout: float | None = None,
     launcher: str = "mpiexec",
     extra_args: Sequence[str] = (),
+    tag: str = "",
 ) -> OracleResult:
     """Run one GPAW single point in a subprocess and return its structured outcome.
 
@@ -105,7 +129,7 @@ def run_single_point(
     this function does not raise for them.
     """
     settings = get_settings(settings)
-    task = prepare_task(atoms, settings, root)
+    task = prepare_task(atoms, settings, root, tag)
     done = read_result(task)
     if done.ok:
         return done
@@ -126,8 +150,7 @@ def run_single_point(
             )
     result = read_result(task)
     if result.status == "missing":
-        tail = (task / "stderr.txt").read_text()[-2000:].strip().splitlines()
-        reason = tail[-1] if tail else "no output"
+        reason = failure_reason((task / "stderr.txt").read_text(errors="replace")[-4000:])
         result = OracleResult(
             "crashed", message=f"exit status {returncode}: {reason}", task_dir=str(task),
             wall_time=time.perf_counter() - start,

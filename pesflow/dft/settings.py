@@ -118,3 +118,19 @@ def get_settings(settings: str | dict | GPAWSettings = "fast", **overrides: Any)
         first = error.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "settings"
         raise InputError(f"DFT settings: {where}: {first['msg']}") from None
+
+
+def missing_data(settings: GPAWSettings, symbols: list[str]) -> list[str]:
+    """PAW datasets and LCAO basis files GPAW would not find for ``symbols`` (file names)."""
+    from gpaw.setup_data import search_for_file
+
+    wanted = [f"{s}.{settings.xc}" for s in sorted(set(symbols))]
+    if settings.mode == "lcao":
+        wanted += [f"{s}.{settings.basis}.basis" for s in sorted(set(symbols))]
+    missing = []
+    for name in wanted:
+        try:
+            search_for_file(name)
+        except (FileNotFoundError, RuntimeError):
+            missing.append(name)
+    return missing

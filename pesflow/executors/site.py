@@ -125,6 +125,11 @@ class SiteConfig(_Strict):
         None, description="address workers use to reach this process (htex on SLURM)"
     )
     retries: int = Field(0, ge=0)
+    cores: int | None = Field(
+        None, ge=1,
+        description="cores the run occupies, for CPU time = cores x wall time (default: "
+        "surrogate workers + dft workers x ranks)",
+    )
 
     @model_validator(mode="after")
     def _threads_are_local(self) -> SiteConfig:

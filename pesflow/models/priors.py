@@ -72,3 +72,26 @@ def make_prior(
         else:
             parts.append(get_calculator(term, **options))
     return sum_prior(parts)
+
+
+def check_prior(spec: str) -> None:
+    """Raise :class:`InputError` if the prior spec names an unknown or unavailable model.
+
+    Nothing is loaded: model files must exist and packages be installed.
+    """
+    from pesflow.models.registry import check_model
+
+    if spec.strip().lower() in ("", "none"):
+        return
+    for term in spec.split("+"):
+        term = term.strip()
+        name, _, extra = term.partition(":")
+        if not term:
+            raise InputError(f"empty term in prior spec {spec!r}; write e.g. 'chgnet+repulsive'")
+        if name == "repulsive":
+            _repulsive(extra)
+        else:
+            try:
+                check_model(term)
+            except InputError as error:
+                raise InputError(f"prior: {error}") from None

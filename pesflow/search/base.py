@@ -161,6 +161,10 @@ class Engine:
         """Tasks handed out and not yet answered (submit them again after a restart)."""
         return list(self._in_flight.values())
 
+    def report(self) -> dict:
+        """Plain-data progress figures for people (walkers, temperatures, acceptance)."""
+        return {}
+
     # -- for subclasses -----------------------------------------------------------------------
 
     def _propose(self) -> list[Task]:

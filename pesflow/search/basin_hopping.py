@@ -77,6 +77,15 @@ class BasinHopping(Engine):
             w.atoms, w.energy = atoms, float(energy)
         return accept
 
+    def report(self) -> dict:
+        w = self.walker
+        recent = w.accepted[-10:]
+        return {
+            "walkers": [{"kT": self.settings.kT, "amplitude": self.settings.amplitude,
+                         "energy": w.energy,
+                         "acceptance": sum(recent) / len(recent) if recent else None}],
+        }
+
     def _state(self) -> dict:
         w = self.walker
         return {"atoms": walker_to_dict(w.atoms), "energy": w.energy, "accepted": list(w.accepted)}

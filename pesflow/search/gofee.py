@@ -110,6 +110,9 @@ class GOFEE(Engine):
             self.pool.extend(result.frames)
             self.iteration += 1
 
+    def report(self) -> dict:
+        return {"iteration": self.iteration, "pool": len(self.pool)}
+
     def _state(self) -> dict:
         return {
             "iteration": self.iteration,

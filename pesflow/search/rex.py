@@ -215,6 +215,18 @@ class REX(Engine):
                 a.energy_version, b.energy_version = b.energy_version, a.energy_version
                 self.n_swaps[i] += 1
 
+    def report(self) -> dict:
+        window = self.settings.adapt_window
+        return {
+            "iteration": self.iteration,
+            "swaps": list(self.n_swaps),
+            "walkers": [
+                {"kT": w.kT, "amplitude": w.amplitude, "energy": w.energy,
+                 "acceptance": w.acceptance(window)}
+                for w in self.walkers
+            ],
+        }
+
     def _state(self) -> dict:
         return {
             "iteration": self.iteration,

@@ -83,6 +83,23 @@ class Evaluation:
         return getattr(self, key, default)
 
 
+def oracle_evaluations(
+    task: OracleTask, result: OracleResult, calls_before: int, **meta: float
+) -> list[Evaluation]:
+    """The :class:`Evaluation` of each frame of an oracle result.
+
+    Frame k is call ``calls_before + k + 1``; with ``keep="last"`` only the final frame
+    comes back and it was the task's last call. ``meta`` gives ``wall_time``,
+    ``cpu_time``, ``model_version`` and ``process_time``.
+    """
+    out = []
+    for k, frame in enumerate(result.frames):
+        call = calls_before + (k + 1 if task.keep == "all" else result.n_calls)
+        out.append(Evaluation(call=call, energy=float(frame.get_potential_energy()),
+                              atoms=frame, task_id=task.id, **meta))
+    return out
+
+
 @dataclass
 class SerialRunner:
     """Run ``engine`` serially until ``budget`` oracle calls are spent (or ``stop`` says so).
@@ -168,18 +185,14 @@ class SerialRunner:
         return result
 
     def _record(self, task: OracleTask, result: OracleResult) -> None:
-        first = self.n_calls
+        wall = self._wall()
+        new = oracle_evaluations(
+            task, result, self.n_calls, wall_time=wall, cpu_time=self.cores * wall,
+            model_version=self.model.version if self.model is not None else 0,
+            process_time=self._process(),
+        )
         self.n_calls += result.n_calls
-        version = self.model.version if self.model is not None else 0
-        # with keep="last" only the final frame comes back: it was the last call
-        for k, frame in enumerate(result.frames):
-            call = first + (k + 1 if task.keep == "all" else result.n_calls)
-            wall = self._wall()
-            evaluation = Evaluation(
-                call=call, energy=float(frame.get_potential_energy()), atoms=frame,
-                task_id=task.id, wall_time=wall, cpu_time=self.cores * wall,
-                model_version=version, process_time=self._process(),
-            )
+        for evaluation in new:
             self.evaluations.append(evaluation)
             if self.stop is not None:
                 t, p = time.perf_counter(), time.process_time()

@@ -1,0 +1,395 @@
+"""Run configs (``pesflow run RUN.yaml``): validated once, here, before anything starts.
+
+A run config names the problem, the prior, the Δ-model, the search algorithm, the oracle,
+the budget and the seed::
+
+    problem: {system: ag2s_cluster, x: 2, box: 12, confinement: 6}
+    prior: chgnet                 # registry names and 'repulsive' joined by '+', or 'none'
+    model: {delta: true, settings: {n_inducing: 500}, pretrain: data.extxyz}
+    algorithm: {name: rex, settings: {n_walkers: 4, oracle_interval: 5, oracle_count: 2}}
+    oracle: {kind: gpaw, settings: fast, retries: 2}
+    budget: {oracle_calls: 12, wall_time: 15m}
+    seed: 1
+
+:func:`load_run_config` reads YAML and returns a :class:`RunConfig`, or raises
+:class:`~pesflow.errors.InputError` with one message that names the file, the key and
+what is allowed. :meth:`RunConfig.check` then builds the problem, the engine settings,
+the Δ-model settings and the DFT settings and checks that model files exist, so that a
+run that starts does not fail on its input later.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from pesflow.errors import InputError
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*(s|m|min|h|d)?\s*$")
+_SECONDS = {None: 1, "s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
+#: Characters that would reach a shell (bash apps) or break file names.
+_UNSAFE = re.compile(r"[;&|`$<>\\\"'\n\r\t*?!{}()\[\]#~]")
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from a number (seconds) or a string such as ``"90"``, ``"15m"``, ``"2h"``."""
+    if isinstance(value, bool):
+        raise ValueError("give a duration such as 900, '15m' or '2h'")
+    if isinstance(value, int | float):
+        return float(value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError(f"cannot read duration {value!r}; give e.g. 900, '15m' or '2h'")
+    return float(match.group(1)) * _SECONDS[match.group(2)]
+
+
+class Strict(BaseModel):
+    """Base of every config model: unknown keys are errors, values are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProblemConfig(BaseModel):
+    """A named problem builder (:data:`pesflow.structures.problem.BUILDERS`) and its options."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    system: str
+
+    @model_validator(mode="after")
+    def _known(self) -> ProblemConfig:
+        from pesflow.structures.problem import BUILDERS
+
+        if self.system not in BUILDERS:
+            raise ValueError(
+                f"unknown system {self.system!r}; choose one of {', '.join(BUILDERS)}"
+            )
+        allowed = list(inspect.signature(BUILDERS[self.system]).parameters)
+        unknown = [key for key in self.options if key not in allowed]
+        if unknown:
+            raise ValueError(
+                f"{self.system} has no option {unknown[0]!r} (its options: {', '.join(allowed)})"
+            )
+        return self
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+    def build(self):
+        """The :class:`~pesflow.structures.problem.Problem` (raises ``InputError``)."""
+        from pesflow.structures.problem import BUILDERS
+
+        try:
+            return BUILDERS[self.system](**self.options)
+        except InputError as error:
+            raise InputError(f"problem: {error}") from None
+        except (TypeError, ValueError) as error:
+            raise InputError(f"problem {self.system}: {error}") from None
+
+
+class ModelConfig(Strict):
+    """The Δ-model on top of the prior.
+
+    ``delta: false`` searches in the prior alone. ``settings`` are
+    :class:`~pesflow.models.delta.DeltaSettings` fields (``soap`` and ``kernel`` as
+    mappings). ``pretrain``: structures with energies from the oracle (extxyz) to train on
+    before the search; ``pretrained``: a Δ-model file (HDF5) to start from.
+    """
+
+    delta: bool = True
+    settings: dict[str, Any] = Field(default_factory=dict)
+    pretrain: Path | None = None
+    pretrained: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_start(self) -> ModelConfig:
+        if self.pretrain and self.pretrained:
+            raise ValueError("give pretrain (data) or pretrained (a model file), not both")
+        if not self.delta and (self.pretrain or self.pretrained or self.settings):
+            raise ValueError("settings, pretrain and pretrained need delta: true")
+        return self
+
+    def delta_settings(self):
+        from pesflow.models.delta import DeltaSettings
+
+        try:
+            return DeltaSettings.from_dict(self.settings)
+        except TypeError as error:
+            names = ", ".join(DeltaSettings.__dataclass_fields__)
+            raise InputError(f"model.settings: {error} (known: {names})") from None
+
+
+class AlgorithmConfig(Strict):
+    """The search engine: ``rss``, ``basin_hopping``, ``gofee``, ``rex`` or ``oracle_rss``."""
+
+    name: str
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        from pesflow.search.engines import ENGINES
+
+        if value not in ENGINES:
+            raise ValueError(f"unknown algorithm {value!r}; choose one of {', '.join(ENGINES)}")
+        return value
+
+
+class _Oracle(Strict):
+    retries: int = Field(2, ge=0, le=20, description="extra attempts of a failed evaluation")
+
+
+class GPAWOracle(_Oracle):
+    """GPAW single points under MPI; ranks, launcher and MPI arguments come from the site."""
+
+    kind: Literal["gpaw"]
+    settings: str | dict[str, Any] = "fast"
+    timeout: float | None = Field(None, gt=0, description="seconds per single point")
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return None if value is None else parse_duration(value)
+
+    def gpaw_settings(self):
+        from pesflow.dft.settings import get_settings
+
+        try:
+            return get_settings(self.settings)
+        except InputError as error:
+            raise InputError(f"oracle.settings: {error}") from None
+
+
+class CalculatorOracle(_Oracle):
+    """A stand-in oracle: any registry calculator (``lj``, ``emt``, ``morse:rho0=3``, ...).
+
+    ``delay`` seconds are added to each evaluation to imitate DFT cost: spent sleeping,
+    or with ``busy: true`` burning one core (for utilization benchmarks).
+    """
+
+    kind: Literal["calculator"]
+    model: str
+    delay: float = Field(0.0, ge=0, le=3600)
+    busy: bool = False
+
+
+OracleConfig = Annotated[GPAWOracle | CalculatorOracle, Field(discriminator="kind")]
+
+
+class BudgetConfig(Strict):
+    """When the search ends: after ``oracle_calls`` oracle calls and/or ``wall_time``."""
+
+    oracle_calls: int | None = Field(None, ge=1, le=10_000_000)
+    wall_time: float | None = Field(None, gt=0, description="seconds, or '15m', '2h'")
+
+    @field_validator("wall_time", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return None if value is None else parse_duration(value)
+
+    @model_validator(mode="after")
+    def _some(self) -> BudgetConfig:
+        if self.oracle_calls is None and self.wall_time is None:
+            raise ValueError("give oracle_calls and/or wall_time")
+        return self
+
+
+class RunConfig(Strict):
+    """A whole search run (see the module docstring for an example)."""
+
+    name: str = Field("", max_length=100)
+    problem: ProblemConfig
+    prior: str = "none"
+    model: ModelConfig = ModelConfig()
+    algorithm: AlgorithmConfig
+    oracle: OracleConfig
+    budget: BudgetConfig
+    seed: int = Field(0, ge=0, lt=2**63)
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+
+    @field_validator("name", "prior")
+    @classmethod
+    def _plain_text(cls, value: str) -> str:
+        if _UNSAFE.search(value):
+            raise ValueError(
+                f"{value!r} contains shell or file-name metacharacters; use letters, digits, "
+                "'-', '_', '.', ':', '=', ',', '+' and '/'"
+            )
+        return value
+
+    def check(self) -> None:
+        """Build everything the run needs from this config; raise ``InputError`` if any fails."""
+        from pesflow.models.priors import check_prior
+        from pesflow.models.registry import check_model
+        from pesflow.search.engines import ENGINES
+
+        problem = self.problem.build()
+        engine = ENGINES[self.algorithm.name]
+        try:
+            engine.settings_class.fromdict(self.algorithm.settings)
+        except InputError as error:
+            raise InputError(f"algorithm.settings: {error}") from None
+        check_prior(self.prior)
+        if engine.uses_surrogate and self.prior.strip().lower() == "none" and not self.model.delta:
+            raise InputError(
+                f"algorithm {self.algorithm.name} relaxes in a surrogate: give a prior or "
+                "model.delta: true"
+            )
+        if self.model.delta:
+            self.model.delta_settings()
+        model = self.model
+        for path, what in ((model.pretrain, "pretrain"), (model.pretrained, "pretrained")):
+            if path is not None and not Path(path).is_file():
+                raise InputError(f"model.{what}: no file at {path}")
+        if self.model.pretrain is not None:
+            self.pretrain_data(problem)
+        if isinstance(self.oracle, GPAWOracle):
+            from pesflow.dft.settings import missing_data
+
+            settings = self.oracle.gpaw_settings()
+            missing = missing_data(settings, problem.species)
+            if missing:
+                raise InputError(
+                    f"oracle.settings: GPAW has no {', '.join(missing)} on this machine; choose "
+                    "another basis (the gpaw-data package has dzp) or set GPAW_SETUP_PATH"
+                )
+        else:
+            check_model(self.oracle.model)
+
+    def pretrain_data(self, problem) -> list:
+        """Structures with energies from ``model.pretrain``, checked against the problem."""
+        from ase.io import read
+
+        path = Path(self.model.pretrain)
+        try:
+            frames = read(path, index=":")
+        except Exception as error:  # ASE raises many types for unreadable input
+            raise InputError(f"model.pretrain: cannot read {path} ({error})") from None
+        species = set(problem.species)
+        for i, atoms in enumerate(frames):
+            if atoms.calc is None or "energy" not in atoms.calc.results:
+                raise InputError(f"model.pretrain: structure {i} of {path} has no energy")
+            extra = set(atoms.get_chemical_symbols()) - species
+            if extra:
+                raise InputError(
+                    f"model.pretrain: structure {i} of {path} has {sorted(extra)}, which the "
+                    f"problem ({problem.formula}) does not"
+                )
+        if not frames:
+            raise InputError(f"model.pretrain: no structures in {path}")
+        return frames
+
+
+# --------------------------------------------------------------------------- shared helpers
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType, Annotated):
+        for arg in typing.get_args(annotation):
+            if (model := _model_of(arg)) is not None:
+                return model
+    return None
+
+
+def _allowed_keys(root: type[BaseModel], loc: tuple) -> list[str]:
+    """Field names of the model that the path ``loc`` (to a bad key's parent) leads to."""
+    model = root
+    for part in loc:
+        if not isinstance(part, str):
+            continue
+        field = model.model_fields.get(part)
+        sub = _model_of(field.annotation) if field else None
+        if sub is None:
+            # a discriminated union member appears as its tag ('gpaw', 'calculator')
+            members = {
+                m.model_fields["kind"].annotation.__args__[0]: m
+                for m in (GPAWOracle, CalculatorOracle)
+            }
+            sub = members.get(part)
+            if sub is None:
+                break
+        model = sub
+    return list(model.model_fields)
+
+
+def format_validation_error(error: ValidationError, root: type[BaseModel], what: str) -> str:
+    """One line naming every problem: the key, what is wrong, what is allowed."""
+    messages = []
+    for item in error.errors():
+        loc = tuple(item["loc"])
+        where = ".".join(str(part) for part in loc) or "(top level)"
+        if item["type"] == "extra_forbidden":
+            allowed = ", ".join(_allowed_keys(root, loc[:-1]))
+            messages.append(f"unknown key '{where}' (allowed here: {allowed})")
+        elif item["type"] == "missing":
+            messages.append(f"{where}: missing (required)")
+        else:
+            got = item.get("input")
+            shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
+            message = item["msg"].removeprefix("Value error, ")
+            messages.append(f"{where}: {message}{shown}")
+    return f"{what}: " + "; ".join(messages)
+
+
+def read_yaml(path: str | Path, what: str) -> Any:
+    """Parsed YAML of a user file, or ``InputError`` naming the file and the line."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except IsADirectoryError:
+        raise InputError(f"{what} {path}: is a directory, not a YAML file") from None
+    except OSError as error:
+        raise InputError(f"{what} {path}: cannot read it ({error.strerror})") from None
+    try:
+        text = data.decode()
+    except UnicodeDecodeError:
+        raise InputError(f"{what} {path}: not a text file (binary content)") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise InputError(f"{what} {path}: not valid YAML{where}") from None
+
+
+def parse_run_config(data: Any, source: str = "<dict>") -> RunConfig:
+    """Validate an already-loaded run config mapping; raise :class:`InputError` if bad."""
+    if not isinstance(data, dict):
+        raise InputError(
+            f"run config {source}: expected a mapping with problem, prior, model, algorithm, "
+            f"oracle, budget, seed; got {type(data).__name__ if data is not None else 'nothing'}"
+        )
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as error:
+        message = format_validation_error(error, RunConfig, f"run config {source}")
+        raise InputError(message) from None
+
+
+def load_run_config(path: str | Path) -> RunConfig:
+    """Read and validate a YAML run config (see the module docstring)."""
+    config = parse_run_config(read_yaml(path, "run config"), str(path))
+    return config if config.name else config.model_copy(update={"name": Path(path).stem})
+
+
+def dump_run_config(config: RunConfig) -> str:
+    """YAML text of ``config`` that :func:`load_run_config` reads back to an equal config."""
+    data = config.model_dump(mode="json", exclude_none=True)
+    return yaml.safe_dump(data, sort_keys=False)

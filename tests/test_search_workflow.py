@@ -1,0 +1,279 @@
+"""The Parsl search coordinator: agreement with the serial runner, async runs, outputs,
+failures, locking, and `pesflow run|resume|status` (issue #5)."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import Future
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from ase.io import read
+
+from pesflow.cli import main
+from pesflow.config import parse_run_config
+from pesflow.executors import parse_site, parsl_session
+from pesflow.models.delta import DeltaModel
+from pesflow.models.priors import make_prior
+from pesflow.models.registry import get_calculator
+from pesflow.search.engines import ENGINES
+from pesflow.search.runner import SerialRunner
+from pesflow.store.checkpoint import read_checkpoint
+from pesflow.workflows.search import SearchRun, drive, run_search
+
+THREADS = {"name": "threads", "kind": "threads", "surrogate": {"workers": 2},
+           "dft": {"workers": 1, "ranks": 1}}
+HTEX = {"name": "htex", "kind": "htex", "surrogate": {"workers": 2, "provider": "local"},
+        "dft": {"workers": 1, "ranks": 1, "provider": "local"}}
+
+REX = {"name": "rex", "settings": {"n_walkers": 3, "oracle_interval": 2, "oracle_count": 2,
+                                   "oracle_from": 3, "steps": 15, "swap_interval": 2}}
+GOFEE = {"name": "gofee", "settings": {"n_candidates": 3, "n_walkers": 2, "steps": 15}}
+
+
+def lj_config(algorithm: dict, calls: int = 6, **extra) -> dict:
+    """LJ7 with a Morse ρ0 = 6 prior and a small Δ-model: seconds per run."""
+    return {
+        "name": "lj7", "problem": {"system": "lj_cluster", "n": 7}, "prior": "morse:rho0=6",
+        "model": {"settings": {"n_inducing": 100, "ensemble_size": 3}},
+        "algorithm": algorithm, "oracle": {"kind": "calculator", "model": "lj"},
+        "budget": {"oracle_calls": calls}, "seed": 3, **extra,
+    }
+
+
+def serial_reference(data: dict):
+    config = parse_run_config(data)
+    problem = config.problem.build()
+    engine = ENGINES[config.algorithm.name](problem, config.algorithm.settings, config.seed)
+    model = DeltaModel(problem.species, make_prior(config.prior), config.model.delta_settings(),
+                       seed=config.seed)
+    runner = SerialRunner(engine, get_calculator(config.oracle.model), model,
+                          budget=config.budget.oracle_calls)
+    return runner.run()
+
+
+def same_search(a, b) -> None:
+    assert [e.call for e in a] == [e.call for e in b]
+    np.testing.assert_allclose([e.energy for e in a], [e.energy for e in b], rtol=0, atol=1e-9)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_allclose(x.atoms.positions, y.atoms.positions, atol=1e-9)
+
+
+@pytest.mark.parametrize("algorithm", [REX, GOFEE], ids=["rex", "gofee"])
+@pytest.mark.parametrize("site", [THREADS, HTEX], ids=["threads", "htex"])
+def test_deterministic_mode_reproduces_the_serial_runner(tmp_path, algorithm, site):
+    data = lj_config(algorithm)
+    reference = serial_reference(data)
+    run = run_search(parse_run_config(data), parse_site(site), tmp_path / "run",
+                     deterministic=True)
+    assert run.n_calls == 6 and len(reference) == len(run.evaluations) > 0
+    same_search(reference, run.evaluations)
+
+
+def test_async_run_on_a_surface_writes_every_output(tmp_path):
+    data = {
+        "name": "emt-surface", "problem": {"system": "emt_surface", "adsorbates": "Au2"},
+        "prior": "emt", "model": {"settings": {"n_inducing": 100, "ensemble_size": 3}},
+        "algorithm": {"name": "rss", "settings": {"n_parallel": 2, "steps": 20}},
+        "oracle": {"kind": "calculator", "model": "emt"}, "budget": {"oracle_calls": 4},
+    }
+    run = run_search(parse_run_config(data), parse_site(THREADS), tmp_path / "run")
+    out = tmp_path / "run"
+    assert run.n_calls == 4 and run.stop_reason == "oracle budget spent"
+    for name in ("run.yaml", "site.yaml", "checkpoint.h5", "evaluated.extxyz", "best.extxyz",
+                 "summary.json", "trace.png", "pesflow.log"):
+        assert (out / name).is_file(), name
+    evaluated = read(out / "evaluated.extxyz", ":")
+    saved = read_checkpoint(out / "checkpoint.h5")
+    assert len(evaluated) == len(saved.structures) == 4
+    energies = [a.get_potential_energy() for a in evaluated]
+    best = read(out / "best.extxyz")
+    assert best.get_potential_energy() == pytest.approx(min(energies))
+    slab = run.problem.template
+    for atoms in evaluated:  # the template never moves
+        np.testing.assert_allclose(atoms.positions[: len(slab)], slab.positions, atol=1e-9)
+        assert atoms.pbc.tolist() == [True, True, False]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["oracle_calls"] == {"done": 4, "budget": 4, "pending": 0, "failed": 0}
+    assert summary["best"]["energy"] == pytest.approx(min(energies))
+    assert summary["model_version"] == run.model.version >= 1
+    hashes = [a.info["oracle_hash"] for a in saved.structures]
+    assert len(set(hashes)) == 4 and all((out / "oracle" / h / "result.json").is_file()
+                                         for h in hashes)
+
+
+def test_workers_load_each_model_version_once(tmp_path):
+    from parsl import python_app
+
+    from pesflow.apps.search import surrogate_app
+    from pesflow.models.loaded import SurrogateRef
+    from pesflow.search.tasks import SurrogateEnergyTask
+    from pesflow.structures.problem import lj_cluster
+
+    problem = lj_cluster(4)
+    model = DeltaModel(problem.species, make_prior("morse"), seed=0)
+    atoms = problem.assemble(np.array([[0, 0, 0], [2.8, 0, 0], [0, 2.8, 0], [0, 0, 2.8]])
+                             + problem.confinement.corner + 2)
+    atoms.calc = get_calculator("lj")
+    atoms.get_potential_energy()
+    model.add_data([atoms])
+    model.train()
+    model.save(tmp_path / "v1.h5")
+    ref = SurrogateRef("morse", 1, str(tmp_path / "v1.h5"))
+
+    @python_app(executors=["surrogate"])
+    def loads() -> int:
+        from pesflow.models.loaded import model_loads
+
+        return model_loads()
+
+    site = parse_site({**THREADS, "surrogate": {"workers": 1}})
+    with parsl_session(site, tmp_path):
+        before = loads().result()
+        energies = [surrogate_app(SurrogateEnergyTask(i, atoms, 1), ref).result()[0].energy
+                    for i in range(5)]
+        assert loads().result() == before + 1
+    assert np.ptp(energies) == 0 and energies[0] == pytest.approx(model.predict(atoms)[0])
+
+
+def test_a_failing_oracle_is_retried_then_recorded_and_the_search_ends(tmp_path):
+    """EMT has no parameters for S: every evaluation fails, is retried, then recorded."""
+    data = {
+        "problem": {"system": "ag2s_cluster", "x": 1, "box": 10, "confinement": 5},
+        "prior": "repulsive", "algorithm": {"name": "rss", "settings": {"steps": 5}},
+        "oracle": {"kind": "calculator", "model": "emt", "retries": 1},
+        "budget": {"oracle_calls": 2},
+    }
+    run = run_search(parse_run_config(data), parse_site(THREADS), tmp_path / "run")
+    assert run.n_calls == 2 and not run.evaluations
+    assert len(run.failures) == 2
+    for failure in run.failures:
+        assert failure["attempts"] == 2 and "NotImplementedError" in failure["reason"]
+    lines = (tmp_path / "run" / "oracle" / "performed.log").read_text().splitlines()
+    assert len(lines) == 4 and all(json.loads(x)["status"] == "crashed" for x in lines)
+    log = (tmp_path / "run" / "pesflow.log").read_text()
+    assert "retrying" in log and "failed after 2 attempt(s)" in log
+
+
+def test_a_surrogate_task_that_raises_is_dropped_with_its_reason(tmp_path, caplog):
+    data = lj_config(REX)
+    run = SearchRun.start(parse_run_config(data), parse_site(THREADS), tmp_path / "run")
+    try:
+        import queue
+
+        events: queue.Queue = queue.Queue()
+        task = run.engine.propose()[0]
+        future: Future = Future()
+        future.set_exception(OSError("model file vanished"))
+        from pesflow.workflows.search import _Submitted
+
+        run.submitted[task.id] = _Submitted(task, future, attempts=1)
+        with caplog.at_level("INFO", logger="pesflow"):
+            run.take(task.id, future, events)
+        assert run.counts["surrogate_failed"] == 1
+        assert "model file vanished" in caplog.text
+        run.commit()  # the engine takes the error result and goes on
+        assert task.id not in {t.id for t in run.engine.in_flight()}
+    finally:
+        run.close(clean=False)
+
+
+def test_a_second_coordinator_is_refused_while_a_run_holds_the_dir(tmp_path, capsys):
+    data = lj_config(REX)
+    run = SearchRun.start(parse_run_config(data), parse_site(THREADS), tmp_path / "run")
+    try:
+        assert main(["resume", str(tmp_path / "run")]) == 2
+        assert "in use by pid" in capsys.readouterr().err
+    finally:
+        run.close(clean=False)
+
+
+def test_resume_extends_the_budget_and_records_each_result_once(tmp_path, capsys):
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(lj_config(REX, calls=4)))
+    site = tmp_path / "site.yaml"
+    site.write_text(yaml.safe_dump(THREADS))
+    out = tmp_path / "run"
+    assert main(["run", str(config), "--site", str(site), "--out", str(out), "--quiet"]) == 0
+    assert main(["resume", str(out), "--oracle-calls", "8", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["status", str(out), "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["oracle_calls"]["done"] == 8 and status["sessions"] == 2
+    assert len(status["engine"]["walkers"]) == 3
+    saved = read_checkpoint(out / "checkpoint.h5")
+    hashes = [a.info["oracle_hash"] for a in saved.structures]
+    assert len(hashes) == len(set(hashes)) == 8
+    assert main(["status", str(out)]) == 0
+    assert "oracle calls" in capsys.readouterr().out
+
+
+def test_many_runs_share_one_parsl_session(tmp_path):
+    runs = [SearchRun.start(parse_run_config({**lj_config(REX, calls=4), "seed": seed}),
+                            parse_site(THREADS), tmp_path / f"r{seed}") for seed in (1, 2, 3)]
+    with parsl_session(parse_site(THREADS), tmp_path):
+        drive(runs)
+    assert [r.n_calls for r in runs] == [4, 4, 4]
+    firsts = {round(r.evaluations[0].energy, 6) for r in runs}
+    assert len(firsts) == 3  # different seeds, different searches
+
+
+# ------------------------------------------------------------------- bad input, run dirs
+
+
+def _write(path: Path, data) -> Path:
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"colour": "red"}, "unknown key 'colour'"),
+        ({"problem": {"system": "lj_cluster", "n": 1}}, "at least 2 atoms"),
+        ({"problem": {"system": "ag2s_cluster", "x": 0}}, "X >= 1"),
+        ({"problem": {"system": "lj_cluster", "atoms": 5}}, "has no option 'atoms'"),
+        ({"problem": {"system": "graphene"}}, "unknown system 'graphene'"),
+        ({"budget": {"oracle_calls": -3}}, "budget.oracle_calls"),
+        ({"budget": {}}, "oracle_calls and/or wall_time"),
+        ({"budget": {"wall_time": "soon"}}, "cannot read duration"),
+        ({"prior": "mace:/no/such/model.model"}, "/no/such/model.model"),
+        ({"prior": "chgnet; rm -rf /"}, "metacharacters"),
+        ({"algorithm": {"name": "annealing"}}, "unknown algorithm 'annealing'"),
+        ({"algorithm": {"name": "rex", "settings": {"n_walkers": 1}}}, "n_walkers"),
+        ({"oracle": {"kind": "vasp"}}, "oracle"),
+        ({"oracle": {"kind": "gpaw", "settings": {"mode": "fd"}}}, "oracle"),
+        ({"model": {"pretrain": "/no/such.extxyz"}}, "/no/such.extxyz"),
+        ({"model": {"settings": {"kernal": {}}}}, "model.settings"),
+        ({"seed": "abc"}, "seed"),
+    ],
+)
+def test_bad_run_configs_exit_2_before_anything_starts(tmp_path, capsys, change, message):
+    config = _write(tmp_path / "bad.yaml", {**lj_config(REX), **change})
+    out = tmp_path / "never"
+    assert main(["run", str(config), "--site", str(_write(tmp_path / "s.yaml", THREADS)),
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+    assert not out.exists()
+
+
+def test_an_existing_run_dir_is_kept_without_force_and_replaced_with_it(tmp_path, capsys):
+    config = _write(tmp_path / "run.yaml", lj_config(REX, calls=2))
+    site = _write(tmp_path / "site.yaml", THREADS)
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert main(["run", str(config), "--site", str(site), "--out", str(out), "--force"]) == 2
+    assert "left alone" in capsys.readouterr().err and (out / "notes.txt").exists()
+    (out / "notes.txt").unlink()
+    assert main(["run", str(config), "--site", str(site), "--out", str(out), "--quiet"]) == 0
+    before = (out / "checkpoint.h5").read_bytes()
+    assert main(["run", str(config), "--site", str(site), "--out", str(out)]) == 2
+    assert "pesflow resume" in capsys.readouterr().err
+    assert (out / "checkpoint.h5").read_bytes() == before
+    assert main(["run", str(config), "--site", str(site), "--out", str(out), "--force",
+                 "--quiet"]) == 0
+    assert read_checkpoint(out / "checkpoint.h5").state["n_calls"] == 2
