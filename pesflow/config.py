@@ -24,10 +24,12 @@ import inspect
 import re
 import types
 import typing
+from collections.abc import Hashable, Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
+from ase.data import atomic_numbers
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -189,6 +191,8 @@ class CalculatorOracle(_Oracle):
 
 
 OracleConfig = Annotated[GPAWOracle | CalculatorOracle, Field(discriminator="kind")]
+#: The tags of the oracle union, which pydantic puts into error locations.
+_ORACLE_KINDS = ("gpaw", "calculator")
 
 
 class BudgetConfig(Strict):
@@ -239,12 +243,29 @@ class RunConfig(Strict):
         from pesflow.search.engines import ENGINES
 
         problem = self.problem.build()
+        unknown = [s for s in problem.species if s not in atomic_numbers or s == "X"]
+        if unknown:
+            raise InputError(
+                f"problem {self.problem.system}: unknown element {unknown[0]!r} in its "
+                f"composition ({problem.formula}); use chemical symbols such as Cu or Ag"
+            )
         engine = ENGINES[self.algorithm.name]
+        settings = self.algorithm.settings
+        _check_types(engine.settings_class, settings, "algorithm.settings")
         try:
-            engine.settings_class.fromdict(self.algorithm.settings)
+            engine.settings_class.fromdict(settings)
         except InputError as error:
             raise InputError(f"algorithm.settings: {error}") from None
-        check_prior(self.prior)
+        except (TypeError, ValueError) as error:  # a settings class's own checks
+            raise InputError(f"algorithm.settings: {error}") from None
+        try:
+            check_prior(self.prior)
+        except InputError as error:
+            message = str(error)
+            raise InputError(message if message.startswith("prior") else f"prior: {message}"
+                             ) from None
+        check_elements(self.prior, problem.species, "prior")
+        check_fits(problem)
         if engine.uses_surrogate and self.prior.strip().lower() == "none" and not self.model.delta:
             raise InputError(
                 f"algorithm {self.algorithm.name} relaxes in a surrogate: give a prior or "
@@ -256,12 +277,21 @@ class RunConfig(Strict):
         for path, what in ((model.pretrain, "pretrain"), (model.pretrained, "pretrained")):
             if path is not None and not Path(path).is_file():
                 raise InputError(f"model.{what}: no file at {path}")
+        if model.pretrained is not None:
+            _check_delta_file(Path(model.pretrained))
         if self.model.pretrain is not None:
             self.pretrain_data(problem)
         if isinstance(self.oracle, GPAWOracle):
             from pesflow.dft.settings import missing_data
 
             settings = self.oracle.gpaw_settings()
+            margin = face_margin(problem)
+            if settings.mode == "lcao" and margin < LCAO_MIN_MARGIN:
+                raise InputError(
+                    f"problem {self.problem.system}: atoms may come {margin:.1f} Å from a "
+                    f"non-periodic cell face, and GPAW LCAO needs {LCAO_MIN_MARGIN:g} Å; "
+                    "enlarge the cell (box, vacuum) or shrink the confinement"
+                )
             missing = missing_data(settings, problem.species)
             if missing:
                 raise InputError(
@@ -296,6 +326,129 @@ class RunConfig(Strict):
 
 
 # --------------------------------------------------------------------------- shared helpers
+
+
+def model_elements(spec: str) -> frozenset[str] | None:
+    """Elements a registry model has parameters for; ``None`` when it takes any element.
+
+    Only models whose coverage is known without loading them are listed (EMT); the
+    universal potentials cover almost the whole periodic table.
+    """
+    if spec.partition(":")[0].strip().lower() == "emt":
+        from ase.calculators.emt import parameters
+
+        return frozenset(parameters)
+    return None
+
+
+def check_elements(spec: str, symbols: Iterable[str], where: str) -> None:
+    """Raise :class:`InputError` if a term of the model ``spec`` (``a+b``) lacks an element."""
+    wanted = sorted(set(symbols))
+    for term in spec.split("+"):
+        known = model_elements(term)
+        missing = [s for s in wanted if known is not None and s not in known]
+        if missing:
+            raise InputError(
+                f"{where}: model {term.strip()!r} has no parameters for {', '.join(missing)} "
+                f"(it knows {', '.join(sorted(known))}); choose a model that covers "
+                f"{', '.join(wanted)}"
+            )
+
+
+def check_fits(problem) -> None:
+    """Raise :class:`InputError` if the problem's atoms cannot fit in its confinement.
+
+    A necessary condition only: random structures keep atoms at least 0.3 × the sum of
+    covalent radii apart (the paper's bond rule), so spheres of 0.3 r_cov around them are
+    disjoint and lie in the confinement grown by the largest such radius.
+    """
+    import numpy as np
+    from ase.data import covalent_radii
+
+    radii = 0.3 * covalent_radii[[atomic_numbers[s] for s in problem.symbols]]
+    cell = problem.confinement.cell
+    volume = abs(np.linalg.det(cell))
+    # heights between opposite faces: each face pushed out by the largest radius
+    heights = [volume / np.linalg.norm(np.cross(cell[i - 2], cell[i - 1])) for i in range(3)]
+    room = volume * np.prod([1 + 2 * radii.max() / h for h in heights])
+    needed = float(np.sum(4 / 3 * np.pi * radii**3))
+    if needed > room:
+        raise InputError(
+            f"problem: {len(problem.symbols)} atoms ({problem.formula}) cannot fit in the "
+            f"{volume:.0f} Å³ confinement (their minimum-distance spheres alone take "
+            f"{needed:.0f} Å³); place fewer atoms or enlarge the confinement"
+        )
+
+
+#: GPAW LCAO refuses atoms whose basis functions cross a non-periodic cell face; measured
+#: here with Ag dzp: 2.5 Å from the face fails (GridBoundsError), 3.0 Å runs.
+LCAO_MIN_MARGIN = 3.0
+
+
+def face_margin(problem) -> float:
+    """Smallest distance (Å) from a non-periodic cell face to a template atom or to the
+    confinement region; ``inf`` for a fully periodic cell."""
+    import itertools
+
+    import numpy as np
+
+    cell = problem.template.cell
+    pbc = problem.template.pbc
+    if pbc.all():
+        return float("inf")
+    conf = problem.confinement
+    corners = np.array([conf.corner + np.array(k) @ conf.cell
+                        for k in itertools.product((0, 1), repeat=3)])
+    points = np.vstack([problem.template.positions, corners])
+    frac = np.linalg.solve(cell.array.T, points.T).T
+    volume = abs(cell.volume)
+    margin = float("inf")
+    for i in np.flatnonzero(~pbc):
+        height = volume / np.linalg.norm(np.cross(cell[i - 2], cell[i - 1]))
+        margin = min(margin, float(np.min(frac[:, i]) * height),
+                     float(np.min(1 - frac[:, i]) * height))
+    return margin
+
+
+def _check_types(cls: type, data: dict[str, Any], where: str) -> None:
+    """Raise :class:`InputError` for a value of ``data`` that is not of its field's type.
+
+    Engine settings are plain dataclasses, which do not check types themselves; strict
+    validation refuses ``"3"`` for an int, as the engine would fail on it later.
+    """
+    from pydantic import TypeAdapter
+
+    hints = typing.get_type_hints(cls)
+    for key, value in data.items():
+        if key not in hints:
+            continue  # fromdict names unknown settings with the list of known ones
+        try:
+            TypeAdapter(hints[key]).validate_python(value, strict=True)
+        except ValidationError as error:
+            message = error.errors()[0]["msg"]
+            raise InputError(f"{where}.{key}: {message} (got {value!r})") from None
+
+
+def _check_delta_file(path: Path) -> None:
+    """Raise :class:`InputError` unless ``path`` is a Δ-model file written by pesflow."""
+    import h5py
+
+    from pesflow.models.delta import FORMAT
+
+    try:
+        with h5py.File(path, "r") as f:
+            found = f.attrs.get("format")
+    except OSError:
+        raise InputError(
+            f"model.pretrained: {path} is not an HDF5 file; give a Δ-model file written by "
+            "pesflow (a run's models/vNNNNN.h5)"
+        ) from None
+    if found != FORMAT:
+        raise InputError(
+            f"model.pretrained: {path} is not a pesflow Δ-model file (format {found!r}); give "
+            "a run's models/vNNNNN.h5"
+        )
+
 
 
 def _model_of(annotation: Any) -> type[BaseModel] | None:
@@ -334,7 +487,9 @@ def format_validation_error(error: ValidationError, root: type[BaseModel], what:
     messages = []
     for item in error.errors():
         loc = tuple(item["loc"])
-        where = ".".join(str(part) for part in loc) or "(top level)"
+        shown_loc = [p for i, p in enumerate(loc) if not (i and loc[i - 1] == "oracle"
+                                                          and p in _ORACLE_KINDS)]
+        where = ".".join(str(part) for part in shown_loc) or "(top level)"
         if item["type"] == "extra_forbidden":
             allowed = ", ".join(_allowed_keys(root, loc[:-1]))
             messages.append(f"unknown key '{where}' (allowed here: {allowed})")
@@ -346,6 +501,24 @@ def format_validation_error(error: ValidationError, root: type[BaseModel], what:
             message = item["msg"].removeprefix("Value error, ")
             messages.append(f"{where}: {message}{shown}")
     return f"{what}: " + "; ".join(messages)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping.
+
+    Plain YAML keeps the last value silently, so a setting written twice would be ignored.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, Hashable) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 def read_yaml(path: str | Path, what: str) -> Any:
@@ -362,11 +535,13 @@ def read_yaml(path: str | Path, what: str) -> Any:
     except UnicodeDecodeError:
         raise InputError(f"{what} {path}: not a text file (binary content)") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no Python objects
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
-        raise InputError(f"{what} {path}: not valid YAML{where}") from None
+        problem = getattr(error, "problem", None)
+        detail = f" ({problem})" if problem and "twice" in problem else ""
+        raise InputError(f"{what} {path}: not valid YAML{where}{detail}") from None
 
 
 def parse_run_config(data: Any, source: str = "<dict>") -> RunConfig:

@@ -73,3 +73,20 @@ def test_bad_prior_specs():
         make_prior("repulsive:radius=2")
     with pytest.raises(InputError, match="ratio > 0"):
         RepulsivePrior(ratio=-1)
+
+
+def test_the_wall_pushes_apart_at_every_distance():
+    """The bare (r + 1 − r_min)^−12 has a pole and falls again closer in; the prior must not."""
+    from ase import Atoms
+
+    from pesflow.models.repulsive import RepulsivePrior
+
+    energies, forces = [], []
+    for r in np.linspace(0.05, 2.9, 300):
+        atoms = Atoms("AgS", positions=[[0, 0, 0], [r, 0, 0]])
+        atoms.calc = RepulsivePrior()
+        energies.append(atoms.get_potential_energy())
+        forces.append(atoms.get_forces()[1, 0])
+    assert np.all(np.diff(energies) < 0)  # energy falls as the pair separates
+    assert np.all(np.array(forces) > 0)  # the S atom is always pushed away
+    assert np.all(np.isfinite(energies))

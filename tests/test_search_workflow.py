@@ -277,3 +277,13 @@ def test_an_existing_run_dir_is_kept_without_force_and_replaced_with_it(tmp_path
     assert main(["run", str(config), "--site", str(site), "--out", str(out), "--force",
                  "--quiet"]) == 0
     assert read_checkpoint(out / "checkpoint.h5").state["n_calls"] == 2
+
+
+@pytest.mark.parametrize("path", sorted(Path(__file__).parents[1].glob("examples/runs/*.yaml")),
+                         ids=lambda p: p.stem)
+def test_example_run_configs_are_valid(path):
+    from pesflow.config import load_run_config
+
+    config = load_run_config(path)
+    config.check()  # builds the problem and settings, checks model files and GPAW data
+    assert config.name == path.stem

@@ -130,7 +130,7 @@ def test_search_with_a_two_rank_gpaw_oracle_on_slurm(slurm_cluster, tmp_path: Pa
 
     config = parse_run_config({
         "name": "ag2s-slurm",
-        "problem": {"system": "ag2s_cluster", "x": 1, "box": 8, "confinement": 3},
+        "problem": {"system": "ag2s_cluster", "x": 1, "box": 9, "confinement": 3},
         "prior": "repulsive",
         "model": {"settings": {"n_inducing": 50, "ensemble_size": 3}},
         "algorithm": {"name": "rss", "settings": {"steps": 10}},

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
+#: Closer than this (Å) two atoms overlap: no bond is this short (H2: 0.74 Å).
+MIN_DISTANCE = 0.5
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -37,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
         args.settings, kpts=tuple(args.kpts) if args.kpts else None, mode=args.mode,
         basis=args.basis, ecut=args.ecut, maxiter=args.maxiter, timeout=args.timeout,
     )
+    _check_structure(atoms, settings, args.structure)
     result = run_single_point(
         atoms, settings, ranks=args.ranks, root=args.out, launcher=args.launcher
     )
@@ -50,3 +54,30 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"single point {result.status}: {result.message} ({result.task_dir})")
     return 0 if result.ok else 1
+
+
+def _check_structure(atoms, settings, path: str) -> None:
+    """Refuse, before any MPI job starts, what GPAW would fail on after it has started."""
+    import numpy as np
+
+    from pesflow.dft.settings import missing_data
+    from pesflow.errors import InputError
+
+    try:
+        missing = missing_data(settings, atoms.get_chemical_symbols())
+    except ImportError:  # no GPAW in this Python: the MPI job says so itself
+        missing = []
+    if missing:
+        raise InputError(
+            f"{path}: GPAW has no {', '.join(missing)} on this machine; choose another --basis "
+            "(the gpaw-data package has dzp) or element, or set GPAW_SETUP_PATH"
+        )
+    if len(atoms) > 1:
+        d = atoms.get_all_distances(mic=atoms.pbc.any())
+        d[np.diag_indices(len(atoms))] = np.inf
+        i, j = np.unravel_index(np.argmin(d), d.shape)
+        if d[i, j] < MIN_DISTANCE:
+            raise InputError(
+                f"{path}: atoms {min(i, j)} and {max(i, j)} are {d[i, j]:.2f} Å apart (less than "
+                f"{MIN_DISTANCE} Å): overlapping atoms; fix the structure"
+            )

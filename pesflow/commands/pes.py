@@ -10,6 +10,14 @@ Four forms::
 DOF names are ``<element><n>.<x|y|z>`` as ``--list-dofs`` prints them: orbit n of that
 element (numbered per element in order of Wyckoff letter), coordinate x, y or z of the
 Wyckoff position's first coordinate triplet. Values are fractional coordinates.
+
+Besides registry names, ``--model`` takes a search run directory (``pesflow run ... --out
+RUN_DIR``): ``delta:RUN_DIR`` is its Δ-corrected model (the checkpoint's version;
+``delta:RUN_DIR@3`` picks models/v00003.h5), with its uncertainty σ mapped in
+``uncertainty.png``; ``prior:RUN_DIR`` is the run's prior alone::
+
+    pesflow pes CIF --dof Cu1.x --dof Au1.z --model prior:RUN --model delta:RUN \
+        --reference-model prior:RUN --out DIR
 """
 
 from __future__ import annotations
@@ -36,7 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--steps", nargs="+", type=int, metavar="N",
                         help="grid points per DOF (one value or two; default 50)")
     parser.add_argument("--model", action="append", metavar="NAME",
-                        help="model (repeatable): chgnet, sevennet-0, mace:PATH, emt, ...")
+                        help="model (repeatable): chgnet, sevennet-0, mace:PATH, emt, ...; "
+                        "delta:RUN_DIR[@VERSION] or prior:RUN_DIR for a search run's "
+                        "Δ-corrected model or its prior")
     parser.add_argument("--out", metavar="DIR", help="slice directory (resumed if it exists)")
     parser.add_argument("--reference-model", metavar="NAME",
                         help="model for difference maps and the MAE column")
@@ -117,7 +127,11 @@ def _config(args: argparse.Namespace):
         return SliceConfig(**data)
     except ValidationError as error:
         first = error.errors()[0]
-        raise InputError(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        where = ".".join(map(str, first["loc"])) or "settings"
+        if first["type"] == "extra_forbidden":
+            raise InputError(f"unknown setting {where!r} (allowed: "
+                             f"{', '.join(SliceConfig.model_fields)})") from None
+        raise InputError(f"{where}: {first['msg'].removeprefix('Value error, ')}") from None
 
 
 def _list_dofs(args: argparse.Namespace) -> int:
@@ -146,6 +160,7 @@ def _from_label(args: argparse.Namespace) -> int:
     import numpy as np
 
     from pesflow.models.registry import check_model, get_calculator
+    from pesflow.pes.energies import parse_run_model
     from pesflow.pes.labels import build_from_label, relax_symmetric
     from pesflow.pes.symmetry import analyze
 
@@ -155,6 +170,9 @@ def _from_label(args: argparse.Namespace) -> int:
     if len(models) > 1:
         raise InputError("--label relaxes in one model: give at most one --model")
     for name in models:
+        if parse_run_model(name) is not None:
+            raise InputError(f"--label relaxes the cell, which needs stresses; {name!r} is a "
+                             "search run's model (energies for slices): give a registry model")
         check_model(name)
     atoms = build_from_label(args.label, args.cellpar, rng=np.random.default_rng(args.seed))
     if models:
@@ -181,13 +199,11 @@ def run(args: argparse.Namespace) -> int:
     config = _config(args)
     if not args.out:
         raise InputError("give --out DIR for the slice's data and plots")
-    from pesflow.models.registry import check_model
-
-    for name in config.models:
-        check_model(name)
     if args.site:
+        from pesflow.pes.run import check_models
         from pesflow.workflows.pes import run_slice_on_site
 
+        check_models(config, args.out)  # run_slice checks them itself
         data, table = run_slice_on_site(config, args.out, args.site, plot=not args.no_plot)
     else:
         from pesflow.pes.run import run_slice

@@ -15,18 +15,18 @@ tests); ``kind: htex`` starts HighThroughputExecutor workers on a local or SLURM
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pesflow.errors import InputError
 
 LABELS = ("surrogate", "dft", "gpu")
-Walltime = Annotated[str, Field(pattern=r"^(\d+-)?\d{1,2}(:\d{2}){0,2}$")]
+_WALLTIME = re.compile(r"^(\d+-)?\d{1,2}(:\d{2}){0,2}$")
 
 
 class _Strict(BaseModel):
@@ -47,7 +47,7 @@ class ProviderSettings(_Strict):
     account: str | None = None
     qos: str | None = None
     constraint: str | None = None
-    walltime: Walltime = "01:00:00"
+    walltime: str = "01:00:00"
     nodes: int = Field(1, ge=1, description="nodes per block")
     cores: int | None = Field(None, ge=1, description="cores per node")
     mem_gb: int | None = Field(None, ge=1, description="memory per node (GB)")
@@ -58,6 +58,13 @@ class ProviderSettings(_Strict):
     exclusive: bool = False
     scheduler_options: str = ""
     worker_init: str = ""
+
+    @field_validator("walltime")
+    @classmethod
+    def _walltime(cls, value: str) -> str:
+        if not _WALLTIME.match(value):
+            raise ValueError("give SLURM's format HH:MM:SS, MM:SS or D-HH:MM:SS, e.g. '02:00:00'")
+        return value
 
     @model_validator(mode="after")
     def _slurm_only(self) -> ProviderSettings:
@@ -228,14 +235,16 @@ def _format_errors(error: ValidationError, source: str) -> str:
     messages = []
     for item in error.errors():
         loc = tuple(item["loc"])
-        where = ".".join(str(part) for part in loc) or "(top level)"
+        where = ".".join(str(part) for part in loc)
         if item["type"] == "extra_forbidden":
             allowed = ", ".join(_allowed_keys(loc[:-1]))
             messages.append(f"unknown key '{where}' (allowed here: {allowed})")
         else:
             got = item.get("input")
             shown = "" if isinstance(got, dict) else f" (got {got!r})"
-            messages.append(f"{where}: {item['msg']}{shown}")
+            # a whole-site check has no location of its own: its message names the keys
+            messages.append(f"{where}: {item['msg']}{shown}" if where
+                            else item["msg"].removeprefix("Value error, "))
     return f"site config {source}: " + "; ".join(messages)
 
 
@@ -263,16 +272,8 @@ def load_site(path: str | Path) -> SiteConfig:
         The file cannot be read, is not YAML, or has an unknown key or a wrong value; the
         message names the file, the key and what is allowed.
     """
+    from pesflow.config import read_yaml  # binary files, directories, keys given twice
+
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as error:
-        raise InputError(f"site config {path}: cannot read it ({error.strerror})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise InputError(f"site config {path}: not valid YAML{where}") from None
-    site = parse_site(data, str(path))
+    site = parse_site(read_yaml(path, "site config"), str(path))
     return site if site.name else site.model_copy(update={"name": path.stem})

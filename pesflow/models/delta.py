@@ -423,7 +423,12 @@ class DeltaModel:
         path = Path(path)
         if not path.is_file():
             raise InputError(f"no Δ-model file at {path}")
-        with h5py.File(path, "r") as f:
+        try:
+            f = h5py.File(path, "r")
+        except OSError as error:
+            raise InputError(f"{path} is not a readable Δ-model file (not HDF5 or truncated: "
+                             f"{error})") from None
+        with f:
             if f.attrs.get("format") != FORMAT:
                 raise InputError(f"{path} is not a pesflow Δ-model file")
             if int(f.attrs["format_version"]) > FORMAT_VERSION:

@@ -3,6 +3,8 @@
     E = ½ Σ_{i≠j, r_ij < r_c} (r_ij + 1 − r_min,ij)^−12,   r_min,ij = ratio · (r_cov,i + r_cov,j)
 
 with covalent radii from ``ase.data`` and periodic images included (ASE neighbour list).
+Closer than r_min − 0.5 Å the wall goes on as a straight line (same value and slope), so
+it pushes apart even atoms that start on top of each other.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from ase.data import covalent_radii
 from ase.neighborlist import neighbor_list
 
 from pesflow.errors import InputError
+
+#: base = r + 1 − r_min (Å) below which the wall is continued linearly (4096 eV per pair there).
+SWITCH = 0.5
 
 
 class RepulsivePrior(Calculator):
@@ -49,10 +54,16 @@ class RepulsivePrior(Calculator):
         radii = covalent_radii[atoms.numbers]
         r_min = self.ratio * (radii[i] + radii[j])
         base = d + 1.0 - r_min
+        # Below base = SWITCH the wall continues as a straight line with the slope it has
+        # there: the bare form has a pole at base = 0 and falls again beyond it, so atoms
+        # started closer than r_min − 1 would be pulled onto each other.
+        inner = base < SWITCH
+        pair_energy = np.where(inner, SWITCH**-12 + 12 * SWITCH**-13 * (SWITCH - base),
+                               np.abs(base) ** -12)
+        slope = np.where(inner, -12 * SWITCH**-13, -12 * np.abs(base) ** -13)
         # Each pair appears twice (i, j) and (j, i): the ½ of the formula.
-        energy = 0.5 * np.sum(base**-12)
-        # dE/dr_ij for the pair counted once per direction: −12 base^−13 · ½ · 2 directions.
-        de_dd = -6.0 * base**-13
+        energy = 0.5 * np.sum(pair_energy)
+        de_dd = 0.5 * slope
         pair_force = (de_dd / d)[:, None] * vec  # ∂E/∂r_j from this term (vec = r_j − r_i)
         forces = np.zeros((len(atoms), 3))
         np.add.at(forces, i, pair_force)

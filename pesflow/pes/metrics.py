@@ -12,6 +12,8 @@
 - ``roughness``: RMS of the 5-point discrete Laplacian, (E[i±1,j] + E[i,j±1] − 4E) / h²
   with h the grid step in DOF units (eV/atom per unit²), over interior points whose
   stencil lies in the cost-free region.
+- ``sigma_cost_free`` (``delta:RUN_DIR`` models only): min, median and max of the Δ-model's
+  uncertainty σ (eV/atom) over the cost-free points where it is finite.
 """
 
 from __future__ import annotations
@@ -62,6 +64,20 @@ def lowest_point(energy: np.ndarray, mask: np.ndarray, axes=None, reference=None
     return tuple(int(i) for i in ties[int(np.argmin(dist))])
 
 
+def sigma_stats(sigma: np.ndarray, mask: np.ndarray | None = None) -> dict:
+    """Min, median and max (eV/atom) of σ over ``mask`` (all points if None), NaN skipped.
+
+    Values are None where no point in ``mask`` has a finite σ.
+    """
+    s = np.asarray(sigma, float)
+    m = np.ones(s.shape, bool) if mask is None else np.asarray(mask, bool)
+    values = s[m & np.isfinite(s)]
+    if not values.size:
+        return {"min": None, "median": None, "max": None, "points": 0}
+    return {"min": float(values.min()), "median": float(np.median(values)),
+            "max": float(values.max()), "points": int(values.size)}
+
+
 def slice_metrics(
     energy: np.ndarray,
     axes: tuple[np.ndarray, np.ndarray],
@@ -69,6 +85,7 @@ def slice_metrics(
     cost: np.ndarray | None = None,
     reference_energy: np.ndarray | None = None,
     displacement=None,
+    sigma: np.ndarray | None = None,
 ) -> dict:
     """Metrics of one model's slice.
 
@@ -84,6 +101,8 @@ def slice_metrics(
         Reference slice for the MAE (same shape).
     displacement : callable, optional
         ``displacement(dq) -> float``: RMS atom displacement (Å) for a DOF change (2,).
+    sigma : numpy.ndarray, optional
+        The model's uncertainty σ (eV/atom, same shape): adds ``sigma_cost_free``.
     """
     e = np.asarray(energy, float)
     free = np.ones(e.shape, bool) if cost is None else np.asarray(cost) <= 0
@@ -125,6 +144,8 @@ def slice_metrics(
         r = np.asarray(reference_energy, float)
         both = free & finite & np.isfinite(r)
         out["mae_vs_reference"] = float(np.mean(np.abs(e[both] - r[both]))) if both.any() else None
+    if sigma is not None:
+        out["sigma_cost_free"] = sigma_stats(sigma, free)
     return out
 
 
@@ -135,12 +156,15 @@ def metrics_table(
     cost: np.ndarray | None = None,
     reference: str | None = None,
     displacement=None,
+    sigma: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, dict]:
-    """:func:`slice_metrics` for every model; ``reference`` names the slice for the MAE."""
+    """:func:`slice_metrics` for every model; ``reference`` names the slice for the MAE,
+    ``sigma`` maps models to their σ arrays."""
     ref = energies.get(reference) if reference else None
+    sigma = sigma or {}
     return {
         name: slice_metrics(e, axes, reference_point, cost,
-                            None if name == reference else ref, displacement)
+                            None if name == reference else ref, displacement, sigma.get(name))
         for name, e in energies.items()
     }
 
@@ -162,4 +186,11 @@ def format_table(table: Mapping[str, dict]) -> str:
         )
     lines.append("energies in eV/atom; * = over the cost-free region (distance cost 0); "
                  "min = lowest cost-free point")
+    for name, m in table.items():
+        st = m.get("sigma_cost_free")
+        if st is not None and st["points"]:
+            lines.append(f"σ of {name} over the cost-free region (eV/atom): min {st['min']:.3g}, "
+                         f"median {st['median']:.3g}, max {st['max']:.3g}")
+        elif st is not None:
+            lines.append(f"σ of {name}: no finite value in the cost-free region")
     return "\n".join(lines)

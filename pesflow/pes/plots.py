@@ -1,4 +1,4 @@
-"""Contour plots of slices: one panel per model, and difference maps.
+"""Contour plots of slices: one panel per model, difference maps, and Δ-model σ maps.
 
 The cost > 0 region (atoms closer than D_min) is hatched and outlined; the
 reference structure is a white star, the lowest cost-free point a white cross.
@@ -133,12 +133,53 @@ def plot_differences(data: SliceData, reference: str, path: str | Path,
         diff = data.energies[name] - ref
         finite = diff[free & np.isfinite(diff)]
         bound = float(np.abs(finite).max()) if finite.size else 1.0
+        bound = bound if bound > 0 else 1e-6  # identical slices: contour levels must increase
         im = _panel(ax, data, diff, -bound, bound, "RdBu_r", mark_minimum=False)
         fig.colorbar(im, ax=ax, label=f"E − E[{reference}] (eV/atom)")
         ax.set_title(f"{name} − {reference}")
     for ax in list(axes.flat)[len(models):]:
         ax.remove()
     fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_uncertainty(data: SliceData, path: str | Path, models: Sequence[str] | None = None,
+                     clip: bool = True) -> Path | None:
+    """One contour panel of σ (eV/atom) per model that has one (``delta:RUN_DIR``).
+
+    Colour limits as for energies (cost-free minimum to 95th percentile with ``clip``).
+    Returns the written path, or None when no model has a finite σ.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = [m for m in (models or data.sigma)
+              if m in data.sigma and np.isfinite(data.sigma[m]).any()]
+    if not models:
+        return None
+    n = len(models)
+    cols = min(n, 3)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 4.0 * rows), squeeze=False)
+    free = data.cost <= 0
+    for ax, name in zip(axes.flat, models, strict=False):
+        z = data.sigma[name]
+        vmin, vmax = _limits([z], [free], clip)
+        im = _panel(ax, data, z, vmin, vmax, "magma", mark_minimum=False)
+        fig.colorbar(im, ax=ax, label="σ (eV/atom)")
+        ax.set_title(f"σ of {name}")
+    for ax in list(axes.flat)[n:]:
+        ax.remove()
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8)
+    fig.suptitle(f"{data.meta.get('label', '')}\nΔ-model uncertainty; hatched = distance cost > 0",
+                 fontsize=10)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     path = Path(path)
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -8,6 +8,9 @@ Layout of ``OUT/``::
     geometry.npz               affine DOF -> cell map and grid axes (workers need only numpy)
     cost.npz                   distance cost and shortest distance per grid point
     energies/<model>/NNNNN.npy energies (eV/atom) of chunk NNNNN, written atomically
+    energies/<model>/model.json  what a run model's energies come from (run, version, prior)
+    sigma/<model>/NNNNN.npy    σ (eV/atom) of a ``delta:`` model's chunk, written before its
+                               energies (so an energy file means both are there)
     slice.npz, metrics.json    collected raw data and metrics (derived; rebuilt from the above)
 
 A chunk file, once written, is never recomputed or overwritten, so a killed run
@@ -30,7 +33,7 @@ from ase import Atoms
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pesflow.errors import InputError
-from pesflow.pes.energies import DEFAULT_BATCH_ATOMS, EnergyModel, model_slug
+from pesflow.pes.energies import DEFAULT_BATCH_ATOMS, EnergyModel, has_uncertainty, model_slug
 from pesflow.pes.radii import DEFAULT_SCALE, dmin_matrix
 from pesflow.pes.solver import DEFAULT_MEMORY_BYTES, Grid, StructureSolver, make_grid
 from pesflow.pes.symmetry import SymmetryAnalysis, analyze, read_structure
@@ -72,8 +75,12 @@ class SliceConfig(BaseModel):
         if not models:
             raise ValueError("give at least one model")
         slugs = [model_slug(m) for m in models]
-        if len(set(slugs)) != len(slugs):
+        if len(set(models)) != len(models):
             raise ValueError(f"models must differ: {models}")
+        if len(set(slugs)) != len(slugs):
+            twins = [m for m, s in zip(models, slugs, strict=True) if slugs.count(s) > 1]
+            raise ValueError(f"models {twins} would share one file name ({model_slug(twins[0])}); "
+                             "give each run directory its own name")
         return models
 
     @classmethod
@@ -147,9 +154,18 @@ class SliceRun:
     def chunk_path(self, model: str, index: int) -> Path:
         return self.out / "energies" / model_slug(model) / f"{index:05d}.npy"
 
+    def sigma_path(self, model: str, index: int) -> Path:
+        return self.out / "sigma" / model_slug(model) / f"{index:05d}.npy"
+
+    def chunk_done(self, model: str, index: int) -> bool:
+        """Whether chunk ``index`` of ``model`` is on disk (with its σ where it has one)."""
+        if not self.chunk_path(model, index).exists():
+            return False
+        return not has_uncertainty(model) or self.sigma_path(model, index).exists()
+
     def missing(self, model: str) -> list[tuple[int, int, int]]:
         """Chunks of ``model`` not yet on disk."""
-        return [c for c in self.chunks() if not self.chunk_path(model, c[0]).exists()]
+        return [c for c in self.chunks() if not self.chunk_done(model, c[0])]
 
 
 def _atomic_save(path: Path, write) -> None:
@@ -184,6 +200,10 @@ def prepare(config: SliceConfig, out: str | Path) -> SliceRun:
     atoms = read_structure(config.structure)
     analysis = analyze(atoms, symprec=config.symprec)
     grid = make_grid(analysis, config.dofs, config.ranges, config.steps)
+    from pesflow.config import check_elements
+
+    for name in config.models:  # a model lacking an element would give NaN at every point
+        check_elements(name, atoms.get_chemical_symbols(), "--model")
     dmin, table = dmin_matrix(analysis.atoms.get_chemical_symbols(), config.radius_scale,
                               config.radii, config.dmin)
     meta = describe(analysis, grid, table, config)
@@ -252,13 +272,48 @@ def describe(analysis: SymmetryAnalysis, grid: Grid, table: dict, config: SliceC
     }
 
 
-def evaluate_chunk(run: SliceRun, model: EnergyModel, index: int) -> Path:
-    """Energies of one chunk, written to its file unless it exists already."""
-    path = run.chunk_path(model.name, index)
+def _identity_path(out: Path, name: str) -> Path:
+    return Path(out) / "energies" / model_slug(name) / "model.json"
+
+
+def check_identity(out: str | Path, model: EnergyModel, record: bool = False) -> None:
+    """Refuse a run model whose chunks in ``out`` came from another run or version.
+
+    ``delta:RUN_DIR`` follows the run's checkpoint, so a slice resumed after the search
+    went on would otherwise mix two versions. With ``record`` the identity is written
+    when there is none yet. Models without an ``identity`` pass.
+    """
+    identity = getattr(model, "identity", None)
+    if identity is None:
+        return
+    path = _identity_path(Path(out), model.name)
     if path.exists():
+        old = json.loads(path.read_text())
+        if old != identity:
+            hint = (f"pass delta:{identity['run']}@{old['version']} to resume with the "
+                    "energies already there, or a new --out"
+                    if old.get("kind") == "delta" and old.get("version") is not None
+                    else "pass a new --out")
+            raise InputError(
+                f"{out} holds {model.name} energies from run {old.get('run')} version "
+                f"{old.get('version')}, but {model.name} is now run {identity['run']} "
+                f"version {identity['version']}; {hint}")
+    elif record:
+        write_json_atomic(path, identity)
+
+
+def evaluate_chunk(run: SliceRun, model: EnergyModel, index: int) -> Path:
+    """Energies (and σ) of one chunk, written to their files unless they exist already."""
+    path = run.chunk_path(model.name, index)
+    if run.chunk_done(model.name, index):
         return path
+    check_identity(run.out, model, record=True)
     _, start, stop = run.chunks()[index]
-    energies = model(run.geometry.structures(start, stop))
+    energies, sigma = model.evaluate(run.geometry.structures(start, stop))
+    if has_uncertainty(model.name):
+        # σ first: an energy file then always has its σ beside it.
+        sigma = np.full(len(energies), np.nan) if sigma is None else np.asarray(sigma, float)
+        _atomic_save(run.sigma_path(model.name, index), lambda f: np.save(f, sigma))
     _atomic_save(path, lambda f: np.save(f, energies))
     return path
 
@@ -286,9 +341,12 @@ class SliceData:
     nearest: np.ndarray
     energies: dict[str, np.ndarray]
     meta: dict
+    #: σ (eV/atom) per point of the models that have one (``delta:RUN_DIR``).
+    sigma: dict[str, np.ndarray] = field(default_factory=dict)
 
     def save(self, path: Path) -> None:
         arrays = {f"energy/{k}": v for k, v in self.energies.items()}
+        arrays.update({f"sigma/{k}": v for k, v in self.sigma.items()})
         _atomic_save(path, lambda f: np.savez(
             f, axis0=self.axes[0], axis1=self.axes[1], cost=self.cost, nearest=self.nearest,
             reference_point=np.array(self.reference_point), **arrays))
@@ -300,8 +358,10 @@ class SliceData:
         meta = json.loads((out / "slice.json").read_text())
         with np.load(out / "slice.npz") as d:
             energies = {k.split("/", 1)[1]: d[k] for k in d.files if k.startswith("energy/")}
+            sigma = {k.split("/", 1)[1]: d[k] for k in d.files if k.startswith("sigma/")}
             return cls((d["axis0"], d["axis1"]), tuple(meta["dofs"]),
-                       tuple(d["reference_point"]), d["cost"], d["nearest"], energies, meta)
+                       tuple(d["reference_point"]), d["cost"], d["nearest"], energies, meta,
+                       sigma)
 
 
 def collect(run: SliceRun, models: Sequence[str]) -> SliceData:
@@ -309,13 +369,19 @@ def collect(run: SliceRun, models: Sequence[str]) -> SliceData:
     grid = run.geometry.grid
     with np.load(run.out / "cost.npz") as d:
         cost, nearest = d["cost"], d["nearest"]
-    energies = {}
-    for name in models:
+
+    def assemble(path_of) -> np.ndarray:
         flat = np.full(grid.size, np.nan)
         for index, start, stop in run.chunks():
-            path = run.chunk_path(name, index)
+            path = path_of(index)
             if path.exists():
                 flat[start:stop] = np.load(path)
-        energies[name] = flat.reshape(grid.shape)
+        return flat.reshape(grid.shape)
+
+    energies, sigma = {}, {}
+    for name in models:
+        energies[name] = assemble(lambda i, n=name: run.chunk_path(n, i))
+        if has_uncertainty(name):
+            sigma[name] = assemble(lambda i, n=name: run.sigma_path(n, i))
     return SliceData(grid.axes, grid.names, grid.reference_point(), cost, nearest, energies,
-                     run.meta)
+                     run.meta, sigma)

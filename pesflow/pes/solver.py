@@ -28,6 +28,9 @@ from pesflow.pes.symmetry import SymmetryAnalysis
 DEFAULT_MEMORY_BYTES = 256 * 2**20
 #: Bytes per grid point per atom pair: a handful of (N, N, 3) float64 temporaries.
 _BYTES_PER_PAIR = 200
+#: Most grid points a slice may have (2000 × 2000): beyond that a typo, not a plan (every
+#: point is one model evaluation).
+MAX_GRID_POINTS = 4_000_000
 
 
 def jax_x64():
@@ -105,10 +108,17 @@ def make_grid(
     if len(ranges) != 2 or len(steps) != 2:
         raise InputError("give one --range and one --steps per DOF (or one --steps for both)")
     for name, (lo, hi), n in zip(dofs, ranges, steps, strict=True):
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            raise InputError(f"range for {name} must be finite numbers, got ({lo}, {hi})")
         if not hi > lo:
             raise InputError(f"range for {name} must have start < stop, got ({lo}, {hi})")
         if n < 2:
             raise InputError(f"steps for {name} must be at least 2, got {n}")
+    if steps[0] * steps[1] > MAX_GRID_POINTS:
+        raise InputError(
+            f"a {steps[0]}×{steps[1]} grid has {steps[0] * steps[1]:,} points, more than "
+            f"{MAX_GRID_POINTS:,}; use fewer --steps"
+        )
     axes = tuple(np.linspace(lo, hi, n) for (lo, hi), n in zip(ranges, steps, strict=True))
     return Grid(tuple(dofs), indices, axes, analysis.reference.copy())
 

@@ -294,5 +294,6 @@ def engine_from_state(problem: Problem, state: dict) -> Engine:
         cls = ENGINES[state["engine"]]
     except KeyError:
         known = sorted(ENGINES)
-        raise ValueError(f"unknown engine {state.get('engine')!r}; known: {known}") from None
+        raise InputError(f"unknown engine {state.get('engine')!r} in saved state; this pesflow "
+                         f"knows {', '.join(known)}") from None
     return cls.from_state(problem, state)

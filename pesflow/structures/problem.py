@@ -214,7 +214,7 @@ def ag111_sqrt7(
     the top layer; ``vacuum`` Å above the confinement. Paper k-points 6×6.
     """
     slab = fcc111("Ag", size=(1, 1, layers), a=a, vacuum=0.0, orthogonal=False)
-    slab.positions[:, 2] -= slab.positions[:, 2].min() - 2.0
+    slab.positions[:, 2] -= slab.positions[:, 2].min() - 3.0  # GPAW LCAO: 3 Å to the face
     supercell = np.array([[2, 1, 0], [-1, 3, 0], [0, 0, 1]])  # |v|² = 7 in units of a/√2
     return _surface_problem(
         f"Ag111_sqrt7_{adsorbates}", slab, supercell, adsorbates, height, vacuum, 0.05,
@@ -231,7 +231,7 @@ def ag100_sqrt17(
 ) -> Problem:
     """Ag(100)-(√17×√17)R14° slab with ``adsorbates`` to place (paper: Ag12S8, fmax 0.025)."""
     slab = fcc100("Ag", size=(1, 1, layers), a=a, vacuum=0.0)
-    slab.positions[:, 2] -= slab.positions[:, 2].min() - 2.0
+    slab.positions[:, 2] -= slab.positions[:, 2].min() - 3.0  # GPAW LCAO: 3 Å to the face
     supercell = np.array([[4, 1, 0], [-1, 4, 0], [0, 0, 1]])  # |v|² = 17, angle atan(1/4) = 14.0°
     return _surface_problem(
         f"Ag100_sqrt17_{adsorbates}", slab, supercell, adsorbates, height, vacuum, 0.025,

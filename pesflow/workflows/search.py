@@ -29,7 +29,7 @@ import logging
 import math
 import queue
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -125,6 +125,10 @@ class SearchRun:
         self.stop = stop
         self.problem = engine.problem
         self.cores = site_cores(site)
+        # Oracle tasks allowed to wait for a free dft worker before the engine is paused:
+        # walkers run ahead of the oracle, but not by an ever longer queue of candidates
+        # chosen with an ever older model. (Parsl gets no more oracle tasks than dft workers.)
+        self.oracle_backlog = max(1, site.dft.workers)
         self.budget_calls = config.budget.oracle_calls or math.inf
         self.budget_wall = config.budget.wall_time or math.inf
         self.evaluations: list[Evaluation] = list(evaluations)
@@ -353,8 +357,9 @@ class SearchRun:
                     return
             else:
                 remaining = self.budget_calls - self._reserved()
-                if remaining <= 0 or self.closing:
-                    return
+                running = sum(isinstance(s.task, OracleTask) for s in self.submitted.values())
+                if remaining <= 0 or self.closing or running >= self.site.dft.workers:
+                    return  # Parsl would only queue it: keep it here, in order
             entry = self.held.pop(0)
             if _max_calls(entry.task) > remaining:  # an oracle relaxation: each step is a call
                 entry.task = OracleTask(**{**vars(entry.task), "steps": int(remaining) - 1})
@@ -383,7 +388,7 @@ class SearchRun:
             self._release_oracle(events)
             self._release_surrogate(events)
             return
-        while not self.closing:
+        while not self.closing and len(self.held) < self.oracle_backlog:
             tasks = self.engine.propose()
             if not tasks:
                 break
@@ -391,10 +396,14 @@ class SearchRun:
             self._launch(tasks, events)
         self._release_oracle(events)
         self._release_surrogate(events)
-        if not self.submitted and not self.held and not self.held_surrogate and not self.closing:
+        idle = not self.submitted and not self.held_surrogate
+        if idle and not self.held and not self.closing:
             raise RuntimeError(f"engine {self.engine.name!r} proposed nothing: stuck")
 
-    def _launch(self, tasks: Iterable[Task], events: queue.Queue) -> None:
+    def _launch(self, tasks: Sequence[Task], events: queue.Queue) -> None:
+        # one whole round of oracle tasks may wait, so a REX round never stalls its walkers
+        self.oracle_backlog = max(self.oracle_backlog,
+                                  sum(isinstance(t, OracleTask) for t in tasks))
         for task in tasks:
             entry = _Submitted(task, attempts=self.attempts.get(task.id, 0))
             if isinstance(task, OracleTask):
@@ -807,6 +816,31 @@ def summarize(state: dict, config: RunConfig, engine: Engine | None = None,
     }
 
 
+def load_run_model(run_dir: str | Path, version: int | None = None, device: str = "cpu"):
+    """The Δ-model of a run directory (its prior rebuilt from ``run.yaml``).
+
+    ``version=None`` takes the checkpoint's version (else the newest file). Raises
+    ``InputError`` for a run without a Δ-model or a version that is not there.
+    """
+    from pesflow.models.delta import DeltaModel
+
+    run = RunDir(run_dir).require_run()
+    config = load_run_config(run.config)
+    versions = run.model_versions()
+    if not config.model.delta or not versions:
+        raise InputError(f"run {run.path} has no Δ-model (model.delta is false or no version "
+                         "was published)")
+    if version is None:
+        version = versions[-1]
+        if run.checkpoint.exists():
+            version = int(read_checkpoint(run.checkpoint).state.get("model_version", version))
+    if version not in versions:
+        raise InputError(f"run {run.path} has no Δ-model version {version}; it has "
+                         f"{', '.join(map(str, versions))} (older ones are pruned)")
+    prior = prior_calculator(config.prior, device)
+    return DeltaModel.load(run.model_path(version), prior=prior)
+
+
 def load_status(run_dir: str | Path) -> dict:
     """:func:`summarize` of a run directory's last checkpoint (read-only, no lock)."""
     run = RunDir(run_dir).require_run()
@@ -829,6 +863,7 @@ def load_status(run_dir: str | Path) -> dict:
 __all__ = [
     "SearchRun",
     "drive",
+    "load_run_model",
     "load_status",
     "resume_search",
     "run_search",
