@@ -3,17 +3,19 @@
 Utilization = CPU time of every process of the run (coordinator with its retraining, the
 HTEx interchanges, the surrogate and dft workers, the oracle) / (cores × wall time).
 
-Set-up: LJ13, Morse ρ0 = 6 prior + Δ-model, REX with 2 walkers that both go to the
-oracle every iteration; local HTEx with one surrogate worker and one dft worker on this
-2-core machine (no more workers than cores); a stand-in oracle that burns CPU
-(``busy: true``, no sleeping) for about as long as one surrogate relaxation (measured
-first, in the same run of this script), so surrogate and oracle work per iteration match.
-Two runs side by side, alternating: the default asynchronous coordinator (surrogate work overlaps
-pending oracle calls) and ``--no-overlap`` (never both at once, as AGOX). CPU time is
-sampled with psutil over the coordinator's process tree every 0.1 s (per process: user + system,
-including reaped children), which misses at most the last 0.1 s of each process.
+Set-up: a Cu13 cluster, CHGNet prior + Δ-model, EMT as the oracle, REX with 4 walkers
+that all go to the oracle every iteration; local HTEx with one surrogate worker and one
+dft worker on this 2-core machine (no more workers than cores); a stand-in oracle that
+burns CPU (``busy: true``, no sleeping) for about as long as one surrogate relaxation
+(measured first, in the same run of this script), so surrogate and oracle work per
+iteration match. Two runs side by side, alternating: the default asynchronous
+coordinator (surrogate work overlaps pending oracle calls) and ``--no-overlap`` (never
+both at once, as AGOX). CPU time is sampled with psutil every 0.1 s over the coordinator's
+process tree and the HTEx worker pools (found by the run directory on their command line;
+per process: user + system, including reaped children), which misses at most the last
+0.1 s of each process.
 
-    .venv/bin/python benchmarks/coordinator/utilization.py [--repeats 3] [--calls 30]
+    .venv/bin/python benchmarks/coordinator/utilization.py [--repeats 2] [--calls 120]
 
 writes ``benchmarks/coordinator/utilization.json`` and ``utilization.png``.
 """
@@ -40,14 +42,14 @@ CORES = 2
 
 def run_config(delay: float, calls: int, seed: int) -> dict:
     return {
-        "name": "lj13-utilization",
-        "problem": {"system": "lj_cluster", "n": 13},
-        "prior": "morse:rho0=6",
+        "name": "cu13-utilization",
+        "problem": {"system": "emt_cluster", "formula": "Cu13"},
+        "prior": "chgnet",
         "model": {"settings": {"n_inducing": 200, "ensemble_size": 5}},
         "algorithm": {"name": "rex", "settings": {
-            "n_walkers": 2, "steps": 30, "oracle_interval": 1, "oracle_count": 2,
-            "oracle_from": 2, "swap_interval": 2}},
-        "oracle": {"kind": "calculator", "model": "lj", "delay": delay, "busy": True},
+            "n_walkers": 4, "steps": 30, "oracle_interval": 1, "oracle_count": 4,
+            "oracle_from": 4, "swap_interval": 2}},
+        "oracle": {"kind": "calculator", "model": "emt", "delay": delay, "busy": True},
         "budget": {"oracle_calls": calls},
         "seed": seed,
     }
@@ -70,12 +72,23 @@ def measure(config: dict, workdir: Path, overlap: bool) -> dict:
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     root = psutil.Process(proc.pid)
     seen: dict[int, float] = {}
+    tracked: dict[int, psutil.Process] = {proc.pid: root}
+    last_scan = 0.0
     while proc.poll() is None:
-        try:
-            tree = [root, *root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            tree = []
-        for p in tree:
+        if time.perf_counter() - last_scan > 0.5:
+            # HTEx worker pools are started detached (not our descendants): find them by
+            # the run directory on their command line
+            for p in psutil.process_iter(["cmdline"]):
+                if str(out) in " ".join(p.info["cmdline"] or []):
+                    tracked.setdefault(p.pid, p)
+            last_scan = time.perf_counter()
+        for p in list(tracked.values()):
+            try:
+                for child in p.children(recursive=True):
+                    tracked.setdefault(child.pid, child)
+            except psutil.NoSuchProcess:
+                pass
+        for p in list(tracked.values()):
             try:
                 t = p.cpu_times()
                 seen[p.pid] = t.user + t.system + t.children_user + t.children_system
@@ -95,32 +108,43 @@ def measure(config: dict, workdir: Path, overlap: bool) -> dict:
 
 
 def relax_seconds() -> float:
-    """Median wall time of one LJ13 surrogate relaxation (Morse + fresh Δ-model) here."""
+    """Median wall time of one Cu13 surrogate relaxation (CHGNet + a trained Δ-model)."""
     import numpy as np
 
     from pesflow.models.delta import DeltaModel, DeltaSettings
     from pesflow.models.priors import make_prior
+    from pesflow.models.registry import get_calculator
     from pesflow.search.rex import REX
     from pesflow.search.tasks import run_surrogate_relax
-    from pesflow.structures.problem import lj_cluster
+    from pesflow.structures.problem import emt_cluster
 
-    problem = lj_cluster(13)
-    model = DeltaModel(problem.species, make_prior("morse:rho0=6"),
+    problem = emt_cluster("Cu13")
+    model = DeltaModel(problem.species, make_prior("chgnet"),
                        DeltaSettings(n_inducing=200, ensemble_size=5))
-    engine = REX(problem, {"n_walkers": 2, "oracle_count": 2, "oracle_from": 2,
+    engine = REX(problem, {"n_walkers": 4, "oracle_count": 4, "oracle_from": 4,
                            "steps": 30}, seed=0)
+    oracle = get_calculator("emt")
+    data = []  # a model trained on 20 structures, as the run's is after a few iterations
+    for _ in range(20):
+        atoms = engine._random()
+        atoms.calc = oracle
+        atoms.get_potential_energy()
+        data.append(atoms)
+    model.add_data(data)
+    model.train()
     times = []
-    for task in engine.propose():
-        t = time.perf_counter()
-        run_surrogate_relax(task, model.calculator())
-        times.append(time.perf_counter() - t)
+    for _ in range(5):
+        for task in engine.propose():
+            t = time.perf_counter()
+            engine.tell([run_surrogate_relax(task, model.calculator())])
+            times.append(time.perf_counter() - t)
     return float(np.median(times))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--calls", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--calls", type=int, default=120)
     args = parser.parse_args()
     delay = relax_seconds()
     print(f"one surrogate relaxation: {delay:.3f} s -> oracle burns {delay:.3f} s CPU per call")
@@ -175,7 +199,7 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.set_xlim(-0.6, 1.6)
     axes[0].axhline(0.9, ls="--", color="0.5")
     axes[0].set_ylim(0, 1.05)
-    fig.suptitle("REX on LJ13, local HTEx, 1 surrogate + 1 dft worker on 2 cores")
+    fig.suptitle("REX on Cu13 (CHGNet + Δ, EMT oracle burning CPU), local HTEx, 2 workers, 2 cores")
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
