@@ -279,8 +279,15 @@ def test_an_existing_run_dir_is_kept_without_force_and_replaced_with_it(tmp_path
     assert read_checkpoint(out / "checkpoint.h5").state["n_calls"] == 2
 
 
-@pytest.mark.parametrize("path", sorted(Path(__file__).parents[1].glob("examples/runs/*.yaml")),
-                         ids=lambda p: p.stem)
+EXAMPLES = sorted(Path(__file__).parents[1].glob("examples/runs/*.yaml"))
+
+
+def test_the_example_run_configs_are_there():
+    names = {p.stem for p in EXAMPLES}
+    assert {"ag2s2-rex-demo", "lj13-rex-standin", "emt-surface-gofee"} <= names
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
 def test_example_run_configs_are_valid(path):
     from pesflow.config import load_run_config
 
