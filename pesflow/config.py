@@ -461,7 +461,7 @@ def _model_of(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def _allowed_keys(root: type[BaseModel], loc: tuple) -> list[str]:
+def allowed_keys(root: type[BaseModel], loc: tuple) -> list[str]:
     """Field names of the model that the path ``loc`` (to a bad key's parent) leads to."""
     model = root
     for part in loc:
@@ -491,7 +491,7 @@ def format_validation_error(error: ValidationError, root: type[BaseModel], what:
                                                           and p in _ORACLE_KINDS)]
         where = ".".join(str(part) for part in shown_loc) or "(top level)"
         if item["type"] == "extra_forbidden":
-            allowed = ", ".join(_allowed_keys(root, loc[:-1]))
+            allowed = ", ".join(allowed_keys(root, loc[:-1]))
             messages.append(f"unknown key '{where}' (allowed here: {allowed})")
         elif item["type"] == "missing":
             messages.append(f"{where}: missing (required)")

@@ -71,3 +71,14 @@ def ag2_serial(tmp_path_factory: pytest.TempPathFactory):
     result = run_single_point(ag2(), "fast", ranks=1, root=tmp_path_factory.mktemp("serial"))
     assert result.ok, result.message
     return result
+
+
+# --- a finished LJ7 search run directory (tests/search_runs.py) --------------------------
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A run directory of an LJ7 search that ran to the end of its budget (seconds)."""
+    from search_runs import make_finished_run
+
+    return make_finished_run(tmp_path_factory.mktemp("finished") / "run")

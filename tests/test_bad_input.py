@@ -8,7 +8,6 @@ of a directory the command was pointed at byte-for-byte as it was.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,43 +20,13 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import write
 from ase.spacegroup import crystal
 from pes_inputs import PARTIAL_CIF
+from search_runs import LJ7_RUN as RUN
+from search_runs import THREADS_SITE as SITE
+from search_runs import tree_digest
 
 from pesflow.cli import main
 
-#: A valid run that takes seconds (LJ7, Morse prior, REX, LJ oracle).
-RUN = {
-    "problem": {"system": "lj_cluster", "n": 7},
-    "prior": "morse:rho0=6",
-    "model": {"settings": {"n_inducing": 100, "ensemble_size": 3}},
-    "algorithm": {"name": "rex", "settings": {"n_walkers": 3, "oracle_interval": 2,
-                                              "oracle_count": 2, "oracle_from": 3, "steps": 15}},
-    "oracle": {"kind": "calculator", "model": "lj"},
-    "budget": {"oracle_calls": 4},
-}
-SITE = {"kind": "threads", "surrogate": {"workers": 1}, "dft": {"workers": 1, "ranks": 1}}
 BINARY = bytes(range(256)) * 4
-
-
-def tree_digest(root: Path) -> dict[str, str]:
-    """Relative path -> SHA-256 of every file under ``root`` (directories as ``dir``)."""
-    found = {}
-    for path in sorted(root.rglob("*")):
-        key = str(path.relative_to(root))
-        found[key] = "dir" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
-    return found
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory) -> Path:
-    """A run directory of a search that ran to the end of its budget."""
-    from pesflow.config import parse_run_config
-    from pesflow.executors import parse_site
-    from pesflow.workflows.search import run_search
-
-    path = tmp_path_factory.mktemp("finished") / "run"
-    run_search(parse_run_config({**RUN, "name": "lj7"}), parse_site(SITE), path)
-    assert (path / "checkpoint.h5").is_file()
-    return path
 
 
 @dataclass

@@ -10,7 +10,6 @@ unpickle a file from a run directory that someone else may have sent.
 from __future__ import annotations
 
 import ast
-import hashlib
 import pickle
 import shutil
 from pathlib import Path
@@ -18,44 +17,13 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from search_runs import THREADS_SITE as SITE
+from search_runs import tree_digest
 
 from pesflow.cli import main
 from pesflow.store.checkpoint import read_checkpoint, write_checkpoint
 
-RUN = {
-    "name": "lj7",
-    "problem": {"system": "lj_cluster", "n": 7},
-    "prior": "morse:rho0=6",
-    "model": {"settings": {"n_inducing": 100, "ensemble_size": 3}},
-    "algorithm": {"name": "rex", "settings": {"n_walkers": 3, "oracle_interval": 2,
-                                              "oracle_count": 2, "oracle_from": 3, "steps": 15}},
-    "oracle": {"kind": "calculator", "model": "lj"},
-    "budget": {"oracle_calls": 4},
-}
-SITE = {"kind": "threads", "surrogate": {"workers": 1}, "dft": {"workers": 1, "ranks": 1}}
 PESFLOW = Path(__file__).resolve().parents[1] / "pesflow"
-
-
-def tree_digest(root: Path) -> dict[str, str]:
-    """Relative path -> SHA-256 of every file under ``root`` (directories as ``dir``)."""
-    found = {}
-    for path in sorted(root.rglob("*")):
-        key = str(path.relative_to(root))
-        found[key] = "dir" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
-    return found
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory) -> Path:
-    """A run directory of a search that ran to the end of its budget (seconds)."""
-    from pesflow.config import parse_run_config
-    from pesflow.executors import parse_site
-    from pesflow.workflows.search import run_search
-
-    path = tmp_path_factory.mktemp("finished") / "run"
-    run_search(parse_run_config(RUN), parse_site(SITE), path)
-    assert read_checkpoint(path / "checkpoint.h5").state["n_calls"] == 4
-    return path
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import yaml
+from search_runs import LJ7_RUN
 
 from pesflow.dft.runner import task_hash
 from pesflow.executors.leftovers import leftover_processes
@@ -26,10 +27,8 @@ from pesflow.store.checkpoint import read_checkpoint
 
 BUDGET = 12
 CONFIG = {
+    **LJ7_RUN,
     "name": "lj7-kill",
-    "problem": {"system": "lj_cluster", "n": 7},
-    "prior": "morse:rho0=6",
-    "model": {"settings": {"n_inducing": 100, "ensemble_size": 3}},
     "algorithm": {"name": "rex", "settings": {"n_walkers": 3, "oracle_interval": 1,
                                               "oracle_count": 2, "oracle_from": 3,
                                               "steps": 15}},

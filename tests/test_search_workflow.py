@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import yaml
 from ase.io import read
+from search_runs import LJ7_RUN
 
 from pesflow.cli import main
 from pesflow.config import parse_run_config
@@ -35,12 +36,8 @@ GOFEE = {"name": "gofee", "settings": {"n_candidates": 3, "n_walkers": 2, "steps
 
 def lj_config(algorithm: dict, calls: int = 6, **extra) -> dict:
     """LJ7 with a Morse ρ0 = 6 prior and a small Δ-model: seconds per run."""
-    return {
-        "name": "lj7", "problem": {"system": "lj_cluster", "n": 7}, "prior": "morse:rho0=6",
-        "model": {"settings": {"n_inducing": 100, "ensemble_size": 3}},
-        "algorithm": algorithm, "oracle": {"kind": "calculator", "model": "lj"},
-        "budget": {"oracle_calls": calls}, "seed": 3, **extra,
-    }
+    return {**LJ7_RUN, "name": "lj7", "algorithm": algorithm,
+            "budget": {"oracle_calls": calls}, "seed": 3, **extra}
 
 
 def serial_reference(data: dict):

@@ -16,8 +16,6 @@ tests); ``kind: htex`` starts HighThroughputExecutor workers on a local or SLURM
 from __future__ import annotations
 
 import re
-import types
-import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -209,35 +207,15 @@ def _describe_provider(kind: str, p: ProviderSettings) -> str:
     return f"slurm provider ({', '.join(parts)}), {blocks}"
 
 
-def _model_of(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        for arg in typing.get_args(annotation):
-            if (model := _model_of(arg)) is not None:
-                return model
-    return None
-
-
-def _allowed_keys(loc: tuple) -> list[str]:
-    """Field names of the model that the path ``loc`` (to the bad key's parent) leads to."""
-    model: type[BaseModel] = SiteConfig
-    for part in loc:
-        field = model.model_fields.get(part) if isinstance(part, str) else None
-        sub = _model_of(field.annotation) if field else None
-        if sub is None:
-            break
-        model = sub
-    return list(model.model_fields)
-
-
 def _format_errors(error: ValidationError, source: str) -> str:
+    from pesflow.config import allowed_keys
+
     messages = []
     for item in error.errors():
         loc = tuple(item["loc"])
         where = ".".join(str(part) for part in loc)
         if item["type"] == "extra_forbidden":
-            allowed = ", ".join(_allowed_keys(loc[:-1]))
+            allowed = ", ".join(allowed_keys(SiteConfig, loc[:-1]))
             messages.append(f"unknown key '{where}' (allowed here: {allowed})")
         else:
             got = item.get("input")

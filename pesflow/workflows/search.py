@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +151,7 @@ class SearchRun:
         self.arrived: list[Result] = []  # async: results not yet told
         self.batch: list[int] | None = None  # deterministic: this batch's task ids, in order
         self.batch_results: dict[int, Result] = {}
+        self.resubmit: list[Task] = []  # async resume: submit these first
         self.cut: int | None = None  # deterministic: index where the budget cut the batch
         self._session_start = time.perf_counter()
         self._process_start = time.process_time()
@@ -258,7 +259,7 @@ class SearchRun:
             engine._outbox = sorted(engine.in_flight(), key=lambda t: t.id) + engine._outbox
             engine._in_flight = {}
         else:
-            self._resubmit = sorted(engine.in_flight(), key=lambda t: t.id)
+            self.resubmit = sorted(engine.in_flight(), key=lambda t: t.id)
         self.stop_reason = None if self._budget_left() else self.stop_reason
         return self
 
@@ -373,9 +374,8 @@ class SearchRun:
 
     def fill(self, events: queue.Queue) -> None:
         """Propose and submit whatever the engine wants now, within the budget."""
-        resubmit = getattr(self, "_resubmit", None)
-        if resubmit is not None:
-            del self._resubmit
+        if self.resubmit:  # after a resume: the tasks in flight at the last checkpoint
+            resubmit, self.resubmit = self.resubmit, []
             self._launch(resubmit, events)
         if self.deterministic:
             if self.batch is None and not self.closing:
@@ -515,7 +515,8 @@ class SearchRun:
 
     # ------------------------------------------------------------------------ durability
 
-    def state(self) -> dict:
+    def _figures(self) -> dict:
+        """The state without the engine and the evaluations (cheap: every progress step)."""
         return {
             "format": STATE_FORMAT,
             "version": STATE_VERSION,
@@ -523,12 +524,8 @@ class SearchRun:
             "name": self.config.name,
             "deterministic": self.deterministic,
             "overlap": self.overlap,
-            "engine": self.engine.state_dict(),
             "model_version": self.model_version,
             "n_calls": self.n_calls,
-            "evaluations": [
-                {k: v for k, v in e.todict().items() if k != "atoms"} for e in self.evaluations
-            ],
             "failures": self.failures,
             "attempts": {str(k): v for k, v in self.attempts.items()},
             "counts": self.counts,
@@ -537,6 +534,14 @@ class SearchRun:
             "cores": self.cores,
             "stop_reason": self.stop_reason,
             "sessions": [*self.sessions, {"site": self.site.name, "wall": self.wall()}],
+        }
+
+    def state(self) -> dict:
+        """Everything a resume needs, as plain data (the structures go beside it)."""
+        return {
+            **self._figures(),
+            "engine": self.engine.state_dict(),
+            "evaluations": [_meta(e) for e in self.evaluations],
         }
 
     def checkpoint(self, outputs: bool = False) -> None:
@@ -593,7 +598,9 @@ class SearchRun:
 
     def report(self) -> dict:
         """Figures for the progress display (as ``pesflow status``)."""
-        return summarize(self.state(), self.config, self.engine, pending=self.pending_counts())
+        best = min(self.evaluations, key=lambda e: e.energy, default=None)
+        figures = {**self._figures(), "evaluations": [] if best is None else [_meta(best)]}
+        return summarize(figures, self.config, self.engine, pending=self.pending_counts())
 
 
 # ------------------------------------------------------------------------------ the loop
@@ -748,6 +755,11 @@ def _load_model(run: RunDir, config: RunConfig, version: int):
         run.model_path(newer).unlink()
     prior = prior_calculator(config.prior, config.device)
     return DeltaModel.load(run.model_path(version), prior=prior)
+
+
+def _meta(evaluation: Evaluation) -> dict:
+    """An evaluation's plain-data fields except its structure (stored beside the state)."""
+    return {f.name: getattr(evaluation, f.name) for f in fields(evaluation) if f.name != "atoms"}
 
 
 def _write_site(run: RunDir, site: SiteConfig) -> None:
