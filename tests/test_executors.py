@@ -88,6 +88,24 @@ def test_slurm_config_providers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert isinstance(provider.launcher, SingleNodeLauncher)
 
 
+def test_lost_blocks_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Heartbeats (when a cancelled block's tasks fail) and the SLURM status interval (when
+    a new block is started) reach Parsl; Parsl's values are the defaults."""
+    no_slurm(monkeypatch, tmp_path)
+    shipped = {ex.label: ex for ex in build_config(load_site(SITE_CONFIGS / "slurm.yaml"),
+                                                   tmp_path / "a").executors}
+    assert (shipped["dft"].heartbeat_period, shipped["dft"].heartbeat_threshold) == (30, 120)
+    assert shipped["dft"].provider.status_polling_interval == 60
+    site = parse_site({
+        "heartbeat_period": 2, "heartbeat_threshold": 9,
+        "dft": {"provider": {"type": "slurm", "poll_interval": 7}},
+    })
+    dft = {ex.label: ex for ex in build_config(site, tmp_path / "b").executors}["dft"]
+    assert (dft.heartbeat_period, dft.heartbeat_threshold) == (2, 9)
+    assert dft.provider.status_polling_interval == 7
+    assert "workers lost after 9 s without a heartbeat" in site.summary()[0]
+
+
 def test_multi_node_blocks_use_srun(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     no_slurm(monkeypatch, tmp_path)
     site = parse_site({"surrogate": {"workers": 4, "provider": {"type": "slurm", "nodes": 3}}})
@@ -127,6 +145,11 @@ def test_gpu_label(tmp_path: Path):
             "kind 'threads' runs everything in this process; dft cannot use a slurm provider",
         ),
         ({"dft": {"provider": {"type": "slurm", "walltime": "4h"}}}, "dft.provider.walltime"),
+        ({"dft": {"provider": {"poll_interval": 5}}}, "poll_interval only apply to 'type: slurm'"),
+        (
+            {"heartbeat_period": 30, "heartbeat_threshold": 30},
+            "heartbeat_period (30 s) must be shorter than heartbeat_threshold (30 s)",
+        ),
         ([1, 2], "expected a mapping"),
     ],
 )

@@ -134,6 +134,28 @@ def test_workers_load_each_model_version_once(tmp_path):
         assert loads().result() == before + 1
     assert np.ptp(energies) == 0 and energies[0] == pytest.approx(model.predict(atoms)[0])
 
+    # runs sharing a worker (benchmark repeats) keep their own versions: no reloads when
+    # tasks of three runs alternate, one reload after a run's version is evicted by two newer
+    from pesflow.models.loaded import model_loads, surrogate_calculator
+
+    paths = []
+    for run in ("a", "b", "c"):
+        (tmp_path / run).mkdir()
+        paths.append(str(tmp_path / run / "v1.h5"))
+        model.save(paths[-1])
+    start = model_loads()
+    for _ in range(3):
+        for path in paths:
+            surrogate_calculator(SurrogateRef("morse", 1, path))
+    assert model_loads() == start + 3
+    for version in (2, 3):
+        model.save(tmp_path / "a" / f"v{version}.h5")
+        surrogate_calculator(SurrogateRef("morse", version, str(tmp_path / "a" / f"v{version}.h5")))
+    surrogate_calculator(SurrogateRef("morse", 1, paths[1]))
+    assert model_loads() == start + 5  # b's model was kept
+    surrogate_calculator(SurrogateRef("morse", 1, paths[0]))
+    assert model_loads() == start + 6  # a's v1 was evicted by a's v2 and v3
+
 
 def test_a_failing_oracle_is_retried_then_recorded_and_the_search_ends(tmp_path):
     """EMT has no parameters for S: every evaluation fails, is retried, then recorded."""
@@ -203,8 +225,74 @@ def test_resume_extends_the_budget_and_records_each_result_once(tmp_path, capsys
     saved = read_checkpoint(out / "checkpoint.h5")
     hashes = [a.info["oracle_hash"] for a in saved.structures]
     assert len(hashes) == len(set(hashes)) == 8
+    _learnt_once(out)
     assert main(["status", str(out)]) == 0
     assert "oracle calls" in capsys.readouterr().out
+
+
+def _learnt_once(run_dir: Path) -> None:
+    """The checkpoint's model version was trained on every evaluation, each exactly once."""
+    from pesflow.workflows.search import load_run_model
+
+    saved = read_checkpoint(run_dir / "checkpoint.h5")
+    model = load_run_model(run_dir)
+    assert model.version == saved.state["model_version"]
+    assert saved.state["trained_on"] == len(saved.structures) == model.n_train
+    learnt = sorted(np.round(a.positions, 6).tobytes() for a in model._structures)
+    assert learnt == sorted(np.round(a.positions, 6).tobytes() for a in saved.structures)
+
+
+def test_a_model_killed_mid_training_learns_the_rest_on_resume(tmp_path):
+    """Background training: a checkpoint may name a model trained on fewer evaluations
+    than it records (the coordinator died while the next training ran). The resumed run
+    trains on the rest with its first new data, and its final model has learnt each
+    evaluation once."""
+    from pesflow.store.checkpoint import Checkpoint, write_checkpoint
+    from pesflow.workflows.search import load_run_model
+
+    out = tmp_path / "run"
+    run_search(parse_run_config(lj_config(REX, calls=4)), parse_site(THREADS), out)
+    _learnt_once(out)
+    saved = read_checkpoint(out / "checkpoint.h5")
+    model = load_run_model(out)
+    lagging = DeltaModel(model.species, model.prior, model.settings, seed=0)
+    lagging.add_data(saved.structures[:2])
+    lagging.train()
+    lagging.version = saved.state["model_version"] + 1
+    lagging.save(out / "models" / f"v{lagging.version:05d}.h5")
+    state = {**saved.state, "model_version": lagging.version, "trained_on": 2}
+    write_checkpoint(out / "checkpoint.h5", Checkpoint(state, saved.structures))
+    assert load_run_model(out).n_train == 2
+
+    assert main(["resume", str(out), "--oracle-calls", "6", "--quiet"]) == 0
+    _learnt_once(out)
+    assert read_checkpoint(out / "checkpoint.h5").state["n_calls"] == 6
+
+
+def test_parsl_gets_a_window_of_surrogate_tasks_not_a_whole_round(tmp_path):
+    """Parsl launches tasks in submission order from one thread: a round of 12 walkers is
+    handed over two at a time (2 × 1 worker), so oracle tasks never queue behind it."""
+    import queue
+
+    wide = {"name": "rex", "settings": {"n_walkers": 12, "oracle_interval": 1,
+                                        "oracle_count": 2, "oracle_from": 3, "steps": 5}}
+    site = parse_site({**THREADS, "surrogate": {"workers": 1}})
+    run = SearchRun.start(parse_run_config(lj_config(wide, calls=4)), site, tmp_path / "run")
+    in_parsl = []
+    with parsl_session(site, tmp_path):
+        events: queue.Queue = queue.Queue()
+        run.fill(events)
+        assert run.surrogate_window == 2
+        assert len(run.submitted) == 2 and len(run.held_surrogate) == 10
+        while not run.finished:
+            run.take(*events.get(timeout=60)[1:], events)
+            in_parsl.append(sum(s.future is not None and s.task.kind != "oracle"
+                                for s in run.submitted.values()))
+            run.commit(events)
+            run.fill(events)
+        run.close()
+    assert max(in_parsl) <= 2 and run.n_calls == 4
+    assert run.counts["surrogate_tasks"] >= 24  # two rounds of 12 walkers went through
 
 
 def test_many_runs_share_one_parsl_session(tmp_path):

@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -60,51 +61,124 @@ SITE = {"name": "htex-2", "kind": "htex", "cores": CORES,
         "dft": {"workers": 1, "ranks": 1, "provider": "local"}}
 
 
-def measure(config: dict, workdir: Path, overlap: bool) -> dict:
-    """Run `pesflow run` and sample the CPU time of its whole process tree."""
-    cfg, site, out = workdir / "run.yaml", workdir / "site.yaml", workdir / "run"
-    cfg.write_text(yaml.safe_dump(config))
-    site.write_text(yaml.safe_dump(SITE))
-    argv = [sys.executable, "-m", "pesflow.cli", "run", str(cfg), "--site", str(site),
-            "--out", str(out), "--quiet"] + ([] if overlap else ["--no-overlap"])
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    start = time.perf_counter()
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+GROUPS = ("coordinator", "surrogate", "dft")
+
+
+def _group(proc: psutil.Process, root: int) -> str | None:
+    """Which part of the run a process belongs to: the coordinator's tree (with its
+    interchanges and training thread) or one of the two HTEx worker pools."""
+    try:
+        chain = [proc, *proc.parents()]
+    except psutil.NoSuchProcess:
+        return None
+    for p in chain:
+        if p.pid == root:
+            return "coordinator"
+        try:
+            cmd = " ".join(p.cmdline())
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+        if "process_worker_pool" in cmd:
+            for label in ("surrogate", "dft"):
+                if f"/{label}/" in cmd:
+                    return label
+    return None
+
+
+def _sample(proc: subprocess.Popen, out: Path, t0: float) -> tuple[list, dict]:
+    """CPU seconds per group every 0.1 s until ``proc`` ends: (samples, per-pid CPU)."""
     root = psutil.Process(proc.pid)
     seen: dict[int, float] = {}
+    group_of: dict[int, str] = {proc.pid: "coordinator"}
     tracked: dict[int, psutil.Process] = {proc.pid: root}
+    samples = []  # (seconds since start, CPU seconds per group)
     last_scan = 0.0
     while proc.poll() is None:
-        if time.perf_counter() - last_scan > 0.5:
+        if time.time() - last_scan > 0.5:
             # HTEx worker pools are started detached (not our descendants): find them by
             # the run directory on their command line
             for p in psutil.process_iter(["cmdline"]):
                 if str(out) in " ".join(p.info["cmdline"] or []):
                     tracked.setdefault(p.pid, p)
-            last_scan = time.perf_counter()
+            last_scan = time.time()
         for p in list(tracked.values()):
             try:
                 for child in p.children(recursive=True):
                     tracked.setdefault(child.pid, child)
             except psutil.NoSuchProcess:
                 pass
-        for p in list(tracked.values()):
+        for pid, p in list(tracked.items()):
+            if pid not in group_of:
+                group = _group(p, proc.pid)
+                if group is None:
+                    continue
+                group_of[pid] = group
             try:
                 t = p.cpu_times()
-                seen[p.pid] = t.user + t.system + t.children_user + t.children_system
+                seen[pid] = t.user + t.system + t.children_user + t.children_system
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 pass
+        cpu = dict.fromkeys(GROUPS, 0.0)
+        for pid, value in seen.items():
+            cpu[group_of[pid]] += value
+        samples.append((time.time() - t0, cpu))
         time.sleep(0.1)
-    wall = time.perf_counter() - start
+    return samples, seen
+
+
+def measure(config: dict, workdir: Path, overlap: bool) -> dict:
+    """Run `pesflow run` and sample the CPU time of its whole process tree over time."""
+    cfg, site, out = workdir / "run.yaml", workdir / "site.yaml", workdir / "run"
+    cfg.write_text(yaml.safe_dump(config))
+    site.write_text(yaml.safe_dump(SITE))
+    argv = [sys.executable, "-m", "pesflow.cli", "run", str(cfg), "--site", str(site),
+            "--out", str(out), "--quiet"] + ([] if overlap else ["--no-overlap"])
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    t0 = time.time()
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        samples, seen = _sample(proc, out, t0)
+    finally:  # interrupted (Ctrl-C, a timeout): leave no run behind
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+            from pesflow.executors.leftovers import stop_leftovers
+
+            stop_leftovers(out)
+    wall = time.time() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"pesflow run failed with {proc.returncode}")
     summary = json.loads((out / "summary.json").read_text())
-    cpu = sum(seen.values())
-    return {"overlap": overlap, "wall_s": wall, "cpu_s": cpu,
-            "utilization": cpu / (CORES * wall), "processes": len(seen),
+    performed = [json.loads(line)["time"] - t0
+                 for line in (out / "oracle" / "performed.log").read_text().splitlines()]
+    total = sum(seen.values())
+    steady = (min(performed), max(performed))
+    return {"overlap": overlap, "wall_s": wall, "cpu_s": total,
+            "utilization": total / (CORES * wall),
+            "steady_window_s": steady,
+            "steady_utilization": _window_utilization(samples, *steady),
+            "cpu_s_by_group": samples[-1][1] if samples else {},
+            "processes": len(seen),
             "oracle_calls": summary["oracle_calls"]["done"],
             "surrogate_tasks": summary["surrogate_tasks"]["done"],
-            "best_energy": summary["best"]["energy"]}
+            "best_energy": summary["best"]["energy"],
+            "samples": [(round(t, 2), {k: round(v, 3) for k, v in c.items()})
+                        for t, c in samples[::5]]}
+
+
+def _total_at(samples: list, t: float) -> float:
+    """CPU seconds of all groups at time ``t`` (linear between samples)."""
+    times = [s[0] for s in samples]
+    totals = [sum(s[1].values()) for s in samples]
+    import numpy as np
+
+    return float(np.interp(t, times, totals))
+
+
+def _window_utilization(samples: list, start: float, end: float) -> float:
+    """Utilization between ``start`` and ``end`` (the steady part: first to last oracle
+    evaluation, so start-up and shut-down are left out)."""
+    return (_total_at(samples, end) - _total_at(samples, start)) / (CORES * (end - start))
 
 
 def relax_seconds() -> float:
@@ -145,7 +219,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--calls", type=int, default=120)
+    parser.add_argument("--out", type=Path, default=HERE, help="where the JSON and PNG go")
     args = parser.parse_args()
+    # SIGTERM (e.g. `timeout`) unwinds like Ctrl-C, so the run being measured is stopped too
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     delay = relax_seconds()
     print(f"one surrogate relaxation: {delay:.3f} s -> oracle burns {delay:.3f} s CPU per call")
     rows = []
@@ -163,6 +240,7 @@ def main() -> None:
         sel = [r for r in rows if r["overlap"] == overlap]
         summary["overlap" if overlap else "no_overlap"] = {
             "median_utilization": statistics.median(r["utilization"] for r in sel),
+            "median_steady_utilization": statistics.median(r["steady_utilization"] for r in sel),
             "median_wall_s": statistics.median(r["wall_s"] for r in sel),
             "median_cpu_s": statistics.median(r["cpu_s"] for r in sel),
         }
@@ -176,30 +254,55 @@ def main() -> None:
                   "relax_seconds": delay},
         "runs": rows, "summary": summary,
     }
-    (HERE / "utilization.json").write_text(json.dumps(result, indent=1))
-    plot(rows, HERE / "utilization.png")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "utilization.json").write_text(json.dumps(result, indent=1))
+    plot(rows, args.out / "utilization.png")
     print(json.dumps(summary, indent=1))
 
 
 def plot(rows: list[dict], path: Path) -> None:
+    """Left: utilization (whole run and steady part) per mode; right: cores in use over
+    time by part of the run, for the first run of each mode."""
     import matplotlib
+    import numpy as np
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(8, 3.5), constrained_layout=True)
-    for ax, key, label in ((axes[0], "utilization", "core utilization"),
-                           (axes[1], "wall_s", "wall time (s)")):
-        for x, overlap in enumerate((True, False)):
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), constrained_layout=True,
+                             gridspec_kw={"width_ratios": [1, 1.6, 1.6]})
+    ax = axes[0]
+    for x, overlap in enumerate((True, False)):
+        for dx, key, marker in ((-0.12, "utilization", "o"), (0.12, "steady_utilization", "s")):
             values = [r[key] for r in rows if r["overlap"] == overlap]
-            ax.plot([x] * len(values), values, "o", color="C0" if overlap else "C1")
-            ax.plot([x - 0.2, x + 0.2], [statistics.median(values)] * 2, "k-")
-        ax.set_xticks([0, 1], ["overlap (default)", "--no-overlap"])
-        ax.set_ylabel(label)
-        ax.set_xlim(-0.6, 1.6)
-    axes[0].axhline(0.9, ls="--", color="0.5")
-    axes[0].set_ylim(0, 1.05)
-    fig.suptitle("REX on Cu13 (CHGNet + Δ, EMT oracle burning CPU), local HTEx, 2 workers, 2 cores")
+            ax.plot([x + dx] * len(values), values, marker, color="C0" if overlap else "C1",
+                    label=("whole run" if key == "utilization" else "steady part")
+                    if x == 0 else None, mfc="none" if marker == "s" else None)
+            ax.plot([x + dx - 0.08, x + dx + 0.08], [statistics.median(values)] * 2, "k-")
+    ax.set_xticks([0, 1], ["overlap\n(default)", "--no-overlap"])
+    ax.set_ylabel("core utilization")
+    ax.set_xlim(-0.6, 1.6)
+    ax.set_ylim(0, 1.05)
+    ax.axhline(0.9, ls="--", color="0.5")
+    ax.legend(loc="lower left", fontsize=8)
+    for ax, overlap in zip(axes[1:], (True, False), strict=True):
+        row = next(r for r in rows if r["overlap"] == overlap)
+        t = np.array([s[0] for s in row["samples"]])
+        cpu = {g: np.array([s[1][g] for s in row["samples"]]) for g in GROUPS}
+        mid = 0.5 * (t[1:] + t[:-1])
+        rates = [np.diff(cpu[g]) / np.diff(t) for g in GROUPS]
+        ax.stackplot(mid, rates, labels=GROUPS, step="mid", alpha=0.8)
+        ax.axvspan(*row["steady_window_s"], color="0.9", zorder=-1, label="steady part")
+        ax.axhline(CORES, color="k", lw=0.8)
+        ax.set_ylim(0, CORES + 0.4)
+        ax.set_xlabel("wall time (s)")
+        ax.set_ylabel("cores in use")
+        ax.set_title(f"{'overlap (default)' if overlap else '--no-overlap'}: "
+                     f"{row['utilization']:.0%} whole, {row['steady_utilization']:.0%} steady",
+                     fontsize=9)
+        ax.legend(loc="lower right", fontsize=7)
+    fig.suptitle("REX on Cu13 (CHGNet + Δ, EMT oracle burning CPU), local HTEx, "
+                 "1 surrogate + 1 dft worker on 2 cores", fontsize=10)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -13,8 +14,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import psutil
 from ase import Atoms
-from ase.io import write
 
 from pesflow.dft.result import OracleResult
 from pesflow.dft.settings import GPAWSettings, get_settings
@@ -41,6 +42,8 @@ def task_hash(atoms: Atoms, level: dict, tag: str = "") -> str:
 
 def write_task_input(task: Path, atoms: Atoms, settings_json: str) -> None:
     """``input.extxyz`` (atomically, no calculator or constraints) and ``settings.json``."""
+    from ase.io import write  # lazily: `pesflow status` imports this module
+
     task.mkdir(parents=True, exist_ok=True)
     if not (task / "input.extxyz").exists():
         clean = atoms.copy()
@@ -104,6 +107,78 @@ def mpi_command(
     return ["mpiexec", *flags, "-n", str(ranks), *extra_args, *entry]
 
 
+def _session(sid: int) -> list[psutil.Process]:
+    """Processes of this machine in session ``sid`` (an MPI job started with its own)."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if os.getsid(proc.pid) == sid:
+                found.append(proc)
+        except (ProcessLookupError, PermissionError):
+            continue
+    return found
+
+
+def stop_job(process: subprocess.Popen, grace: float = 5.0) -> None:
+    """Stop an MPI job started in a session of its own, and every process it started here.
+
+    Parameters
+    ----------
+    process
+        ``mpiexec``/``srun``, started with ``start_new_session=True``.
+    grace
+        Seconds the launcher and the ranks get to end after SIGTERM before SIGKILL.
+
+    Notes
+    -----
+    SIGTERM first: ``mpiexec`` and ``srun`` pass it on to every rank (``srun`` on every
+    node) and end the job. Killing the launcher's process group is not enough: Open MPI
+    puts each rank in a process group of its own, so a hung rank would outlive
+    ``mpiexec``. The ranks stay in the launcher's session, which is how the rest is found.
+    """
+    ranks = [p for p in _session(process.pid) if p.pid != process.pid]
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    alive = _still_running(ranks, grace)
+    for proc in alive:  # psutil checks the start time: never a recycled PID
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    _still_running(alive, grace)
+
+
+def _still_running(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait up to ``timeout`` s for ``procs`` to end; those still running. A zombie has
+    ended (orphaned ranks are reaped by init, whenever it gets to them)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = []
+        for proc in procs:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(proc)
+        if not alive or time.monotonic() >= deadline:
+            return alive
+        time.sleep(0.05)
+
+
+def _dies_with_parent(argv: list[str]) -> list[str]:
+    """``argv`` run so that the launcher gets SIGTERM if the process that started it dies.
+
+    A worker killed mid-task (OOM killer, a lost Parsl worker) would otherwise leave its
+    MPI job running unwatched, beside the retry in the same task directory, and a hung
+    one forever. ``setpriv`` (util-linux >= 2.33) sets the parent-death signal and execs
+    the launcher; without it the job is launched as before.
+    """
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "TERM", *argv] if setpriv else argv
+
+
 def read_result(task_dir: str | Path) -> OracleResult:
     """The result written by the entry point, or a ``missing`` result if there is none."""
     path = Path(task_dir) / "result.json"
@@ -135,15 +210,14 @@ def run_single_point(
         return done
     (task / "result.json").unlink(missing_ok=True)
     timeout = timeout if timeout is not None else settings.timeout
-    argv = mpi_command(task, ranks, launcher, extra_args)
+    argv = _dies_with_parent(mpi_command(task, ranks, launcher, extra_args))
     start = time.perf_counter()
     with open(task / "stdout.txt", "w") as out, open(task / "stderr.txt", "w") as err:
         process = subprocess.Popen(argv, cwd=task, stdout=out, stderr=err, start_new_session=True)
         try:
             returncode = process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)  # the whole MPI job, not just mpiexec
-            process.wait()
+            stop_job(process)
             return OracleResult(
                 "timeout", message=f"killed after {timeout:g} s", task_dir=str(task),
                 wall_time=time.perf_counter() - start,

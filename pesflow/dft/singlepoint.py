@@ -39,6 +39,8 @@ def main(task_dir: str) -> int:
         convergence = "converge" in type(error).__name__.lower() or "converge" in str(error).lower()
         status = "scf_not_converged" if convergence else "crashed"
         message = f"{type(error).__name__}: {error}"
+        if convergence and not str(error).strip():  # GPAW 26 raises it without a message
+            message += f"SCF not converged in {settings.maxiter} iterations (maxiter)"
         if status == "crashed" and world.rank == 0:
             traceback.print_exc()
         result = OracleResult(status, message=message)

@@ -4,7 +4,6 @@
 >>> config = build_config(site, run_dir="my-run")           # doctest: +SKIP
 """
 
-from pesflow.executors.factory import build_config, parsl_session
 from pesflow.executors.site import (
     LABELS,
     DFTSettings,
@@ -15,6 +14,16 @@ from pesflow.executors.site import (
     load_site,
     parse_site,
 )
+
+
+def __getattr__(name: str):
+    # Parsl is imported only by what starts it: `pesflow status` and config checks stay quick
+    if name in ("build_config", "parsl_session"):
+        from pesflow.executors import factory
+
+        return getattr(factory, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "LABELS",

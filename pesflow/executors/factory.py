@@ -49,6 +49,31 @@ def worker_init(provider: ProviderSettings, single_threaded: bool = True) -> str
     return "\n".join(lines)
 
 
+class SlurmBlocks(SlurmProvider):
+    """Parsl's SlurmProvider, with two changes for blocks that end under a running search.
+
+    - A block that left ``squeue`` counts as ended. Without accounting Parsl polls
+      ``squeue --job IDS``, which fails ("Invalid job id specified") once none of the IDs
+      is known any more (``MinJobAge`` after a ``scancel`` or a walltime end); Parsl then
+      keeps the block as pending forever and never starts a new one (Parsl issue #1588).
+    - ``status_interval``: seconds between status queries (Parsl fixes 60).
+    """
+
+    status_interval: int = 60
+
+    @property
+    def status_polling_interval(self) -> int:
+        return self.status_interval
+
+    def execute_wait(self, cmd: str, timeout: float | None = None) -> tuple[int, str, str]:
+        retcode, stdout, stderr = super().execute_wait(cmd, timeout)
+        if retcode != 0 and "Invalid job id" in stderr:
+            status_query = getattr(self, "_cmd", "").split("{0}")[0]  # set after sacct -X
+            if status_query.startswith("squeue") and cmd.startswith(status_query):
+                return 0, "", ""  # Parsl marks the jobs it did not see as completed
+        return retcode, stdout, stderr
+
+
 def build_provider(provider: ProviderSettings, init: str) -> ExecutionProvider:
     """A LocalProvider or SlurmProvider for one label (SLURM: runs ``sacct`` once)."""
     launcher = SrunLauncher() if provider.nodes > 1 else SingleNodeLauncher()
@@ -59,7 +84,7 @@ def build_provider(provider: ProviderSettings, init: str) -> ExecutionProvider:
     }
     if provider.type == "local":
         return LocalProvider(nodes_per_block=1, launcher=launcher, worker_init=init, **blocks)
-    return SlurmProvider(
+    slurm = SlurmBlocks(
         partition=provider.partition,
         account=provider.account,
         qos=provider.qos,
@@ -75,6 +100,9 @@ def build_provider(provider: ProviderSettings, init: str) -> ExecutionProvider:
         launcher=launcher,
         **blocks,
     )
+    if provider.poll_interval is not None:
+        slurm.status_interval = provider.poll_interval
+    return slurm
 
 
 def build_executor(
@@ -94,6 +122,10 @@ def build_executor(
         "provider": build_provider(provider, init),
         "address": address,
         "cores_per_worker": 1.0,
+        # A block that ends (scancel, walltime, node failure) is noticed by the missing
+        # heartbeats: its tasks then fail with ManagerLost, and new tasks start a new block.
+        "heartbeat_period": site.heartbeat_period,
+        "heartbeat_threshold": site.heartbeat_threshold,
         # This Python's Parsl, whether or not its bin directory is on PATH.
         "interchange_launch_cmd": [sys.executable, "-m", INTERCHANGE_MODULE],
     }

@@ -51,11 +51,16 @@ class ProviderSettings(_Strict):
     mem_gb: int | None = Field(None, ge=1, description="memory per node (GB)")
     gpus: int | None = Field(None, ge=1, description="GPUs per node")
     init_blocks: int = Field(1, ge=0)
-    min_blocks: int = Field(0, ge=0)
+    # 1: Parsl would otherwise stop a pool idle for 2 minutes (a dft pool while the walkers
+    # relax), and the next task waits for a new block (on SLURM, in the queue)
+    min_blocks: int = Field(1, ge=0)
     max_blocks: int = Field(1, ge=1)
     exclusive: bool = False
     scheduler_options: str = ""
     worker_init: str = ""
+    poll_interval: int | None = Field(
+        None, ge=1, description="seconds between block status queries (slurm; default 60)"
+    )
 
     @field_validator("walltime")
     @classmethod
@@ -66,7 +71,8 @@ class ProviderSettings(_Strict):
 
     @model_validator(mode="after")
     def _slurm_only(self) -> ProviderSettings:
-        slurm_only = ("partition", "account", "qos", "constraint", "cores", "mem_gb", "gpus")
+        slurm_only = ("partition", "account", "qos", "constraint", "cores", "mem_gb", "gpus",
+                      "poll_interval")
         given = [name for name in slurm_only if getattr(self, name) is not None]
         if self.type == "local" and (given or self.scheduler_options):
             names = ", ".join(given + (["scheduler_options"] if self.scheduler_options else []))
@@ -130,11 +136,28 @@ class SiteConfig(_Strict):
         None, description="address workers use to reach this process (htex on SLURM)"
     )
     retries: int = Field(0, ge=0)
+    heartbeat_period: int = Field(
+        30, ge=1, description="seconds between heartbeats of HTEx workers and interchange"
+    )
+    heartbeat_threshold: int = Field(
+        120, ge=2,
+        description="seconds without a heartbeat after which a block's workers count as lost: "
+        "their tasks fail (ManagerLost) and pesflow retries the oracle tasks among them",
+    )
     cores: int | None = Field(
         None, ge=1,
         description="cores the run occupies, for CPU time = cores x wall time (default: "
         "surrogate workers + dft workers x ranks)",
     )
+
+    @model_validator(mode="after")
+    def _heartbeat(self) -> SiteConfig:
+        if self.heartbeat_period >= self.heartbeat_threshold:
+            raise ValueError(
+                f"heartbeat_period ({self.heartbeat_period} s) must be shorter than "
+                f"heartbeat_threshold ({self.heartbeat_threshold} s)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _threads_are_local(self) -> SiteConfig:
@@ -166,6 +189,8 @@ class SiteConfig(_Strict):
         """What this site would start, one line per item (``pesflow site check``)."""
         executor = "ThreadPoolExecutor" if self.kind == "threads" else "HighThroughputExecutor"
         lines = [f"site {self.name or '(unnamed)'}: {executor} per label, retries={self.retries}"]
+        if self.kind == "htex":
+            lines[0] += f", workers lost after {self.heartbeat_threshold} s without a heartbeat"
         for label, cfg in self.labels().items():
             if label == "surrogate":
                 what = f"{cfg.workers} single-core worker(s)"

@@ -9,13 +9,17 @@ between threads (a ThreadPoolExecutor runs several tasks in one process).
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 
 from ase.calculators.calculator import Calculator
 
-#: Δ-model versions kept per thread: the newest, and the one before for tasks in flight.
+#: Δ-model versions kept per thread and run: the newest, and the one before for tasks in
+#: flight. Several runs (benchmark repeats) may share the workers, so the cache is per run
+#: directory, with an overall cap on the models kept.
 KEEP_VERSIONS = 2
+MAX_MODELS = 32
 
 _local = threading.local()
 
@@ -58,16 +62,20 @@ def surrogate_calculator(ref: SurrogateRef, kappa: float = 0.0, skip_fixed: bool
         if prior is None:
             raise ValueError("a surrogate needs a prior or a Δ-model")
         return prior
-    models = cache["models"]
-    model = models.get(ref.model_path)
+    models = cache["models"]  # path -> model, least recently used first
+    model = models.pop(ref.model_path, None)
     if model is None:
         from pesflow.models.delta import DeltaModel
 
         model = DeltaModel.load(ref.model_path, prior=prior)
         cache["loads"] += 1
-        models[ref.model_path] = model
-        for old in list(models)[:-KEEP_VERSIONS]:
+        run = os.path.dirname(ref.model_path)
+        same_run = [path for path in models if os.path.dirname(path) == run]
+        for old in same_run[: max(0, len(same_run) - KEEP_VERSIONS + 1)]:
             del models[old]
+        for old in list(models)[: max(0, len(models) - MAX_MODELS + 1)]:
+            del models[old]
+    models[ref.model_path] = model
     return model.calculator(kappa=kappa, skip_fixed=skip_fixed)
 
 

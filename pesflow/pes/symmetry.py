@@ -391,7 +391,7 @@ def analyze(atoms: Atoms, symprec: float = 1e-3, angle_tolerance: float = -1.0) 
     analysis = SymmetryAnalysis(
         atoms=std_atoms, spacegroup=int(std.number), international=str(std.international),
         hall_number=hall, orbits=orbits, dofs=dofs, offset=offset, basis=basis,
-        symprec=symprec, label=protostructure_label(std_atoms),
+        symprec=symprec, label=protostructure_label(std_atoms, symprec=symprec),
         transformation_matrix=np.array(dataset.transformation_matrix),
         origin_shift=np.array(dataset.origin_shift),
     )

@@ -12,6 +12,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy.stats import CensoredData, ecdf
@@ -122,6 +123,50 @@ def success_curve(
     )
 
 
+def first_reached(curve: SuccessCurve, share: float = 0.5) -> float | None:
+    """The smallest x at which the curve reaches ``share`` (e.g. the median time to
+    success), or ``None`` when it never does within the repeats' budgets."""
+    for x, p in zip(curve.x, curve.cdf, strict=True):
+        if p >= share - 1e-12:
+            return x
+    return None
+
+
+def draw_success_curves(
+    ax,
+    curves: Mapping[str, SuccessCurve] | Sequence[SuccessCurve],
+    xlog: bool = False,
+    colors: Mapping[str, Any] | None = None,
+    legend: bool = True,
+) -> None:
+    """Draw curves with their bands on a matplotlib axis; censored repeats marked '+'.
+
+    ``colors`` maps labels to colours, so that one label keeps its colour across panels.
+    """
+    items = curves.items() if isinstance(curves, Mapping) else [(c.label, c) for c in curves]
+    unit = ""
+    for label, c in items:
+        unit = c.unit
+        x_end = max([*c.budgets, *(t for t in c.times if t is not None)])
+        x = [*c.x, x_end]
+        color = (colors or {}).get(label)
+        line = ax.step(x, [*c.cdf, c.cdf[-1]], where="post", label=f"{label} (n={c.n_runs})",
+                       color=color)[0]
+        ax.fill_between(x, [*c.low, c.low[-1]], [*c.high, c.high[-1]], step="post",
+                        color=line.get_color(), alpha=0.2, linewidth=0)
+        cens = np.asarray(c.censored)
+        if len(cens):
+            ax.plot(cens, c.evaluate(cens), "+", color=line.get_color(), markersize=10)
+    ax.set_xlabel(unit)
+    ax.set_ylabel("share of repeats that found the solution")
+    ax.set_ylim(-0.02, 1.02)
+    if xlog:
+        ax.set_xscale("log")
+    if legend:
+        ax.legend(loc="lower right", fontsize="small")
+    ax.grid(alpha=0.3)
+
+
 def plot_success_curves(
     curves: Mapping[str, SuccessCurve] | Sequence[SuccessCurve],
     path: str | Path,
@@ -134,30 +179,63 @@ def plot_success_curves(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    items = curves.items() if isinstance(curves, Mapping) else [(c.label, c) for c in curves]
     fig, ax = plt.subplots(figsize=(6, 4))
-    unit = ""
-    for label, c in items:
-        unit = c.unit
-        x_end = max([*c.budgets, *(t for t in c.times if t is not None)])
-        x = [*c.x, x_end]
-        line = ax.step(x, [*c.cdf, c.cdf[-1]], where="post", label=f"{label} (n={c.n_runs})")[0]
-        ax.fill_between(x, [*c.low, c.low[-1]], [*c.high, c.high[-1]], step="post",
-                        color=line.get_color(), alpha=0.2, linewidth=0)
-        cens = np.asarray(c.censored)
-        if len(cens):
-            ax.plot(cens, c.evaluate(cens), "+", color=line.get_color(), markersize=10)
-    ax.set_xlabel(unit)
-    ax.set_ylabel("share of repeats that found the solution")
-    ax.set_ylim(-0.02, 1.02)
-    if xlog:
-        ax.set_xscale("log")
+    draw_success_curves(ax, curves, xlog=xlog)
     if title:
         ax.set_title(title)
-    ax.legend(loc="lower right", fontsize="small")
-    ax.grid(alpha=0.3)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+@dataclass
+class SuccessPanel:
+    """One panel of :func:`plot_success_panels`: curves by label, a title, a log x axis."""
+
+    curves: Mapping[str, SuccessCurve]
+    title: str = ""
+    xlog: bool = False
+
+
+def plot_success_panels(
+    rows: Sequence[Sequence[SuccessPanel]],
+    path: str | Path,
+    title: str | None = None,
+) -> Path:
+    """A grid of success-curve panels (``rows`` of panels), one colour per label.
+
+    A benchmark problem draws one row per prior, with success versus oracle calls and
+    versus CPU time side by side and one curve per algorithm.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [list(row) for row in rows if row]
+    if not rows:
+        raise ValueError("no panels to draw")
+    ncols = max(len(row) for row in rows)
+    fig, axes = plt.subplots(len(rows), ncols, figsize=(5.5 * ncols, 3.6 * len(rows)),
+                             squeeze=False)
+    labels = list(dict.fromkeys(label for row in rows for panel in row for label in panel.curves))
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = {label: cycle[i % len(cycle)] for i, label in enumerate(labels)}
+    for i, row in enumerate(rows):
+        for j in range(ncols):
+            ax = axes[i][j]
+            if j >= len(row):
+                ax.set_visible(False)
+                continue
+            draw_success_curves(ax, row[j].curves, xlog=row[j].xlog, colors=colors)
+            if row[j].title:
+                ax.set_title(row[j].title, fontsize="medium")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

@@ -26,6 +26,11 @@ from pathlib import Path
 from pesflow.errors import InputError
 
 _MODEL = re.compile(r"^v(\d+)\.h5$")
+#: All that ``pesflow run`` may leave in --out before run.yaml exists (its log, its lock,
+#: the site file, half-written temporary files): what a run killed while starting leaves.
+_STARTUP_LEFTOVERS = re.compile(
+    r"^(pesflow\.log|\.pesflow\.lock|site\.yaml|\.(run|site)\.yaml\..+\.tmp)$"
+)
 
 
 class RunDir:
@@ -60,10 +65,24 @@ class RunDir:
     def is_run(self) -> bool:
         return self.config.is_file()
 
+    def aborted_start(self) -> bool:
+        """True when the directory holds only what a ``pesflow run`` stopped before it wrote
+        run.yaml left (log, lock): no results, nothing to resume; it may be started again."""
+        if not self.path.is_dir() or self.is_run():
+            return False
+        names = [p.name for p in self.path.iterdir()]
+        return bool(names) and all(_STARTUP_LEFTOVERS.match(name) for name in names)
+
     def require_run(self) -> RunDir:
         """Raise ``InputError`` unless this is a pesflow run directory."""
         if not self.path.is_dir():
             raise InputError(f"no run directory at {self.path}")
+        if self.aborted_start():
+            raise InputError(
+                f"{self.path} holds only the log of a `pesflow run` stopped before it wrote "
+                f"run.yaml: there is nothing to resume; start it again with "
+                f"`pesflow run RUN.yaml --out {self.path}`"
+            )
         if not self.is_run():
             raise InputError(
                 f"{self.path} is not a pesflow run directory (no run.yaml); start one with "
@@ -75,13 +94,14 @@ class RunDir:
 def new_run_dir(path: str | Path, force: bool = False) -> RunDir:
     """Check that ``path`` may hold a new run; with ``force`` clear an old one first.
 
-    A non-empty directory is refused without ``force``; nothing is created here (the
-    caller creates the directory once all input has been validated).
+    A non-empty directory is refused without ``force``, except one that a run killed
+    before it wrote run.yaml left (:meth:`RunDir.aborted_start`: no results in it); nothing
+    is created here (the caller creates the directory once all input has been validated).
     """
     run = RunDir(path)
     if run.path.exists() and not run.path.is_dir():
         raise InputError(f"--out {run.path} exists and is not a directory")
-    if run.path.is_dir() and any(run.path.iterdir()):
+    if run.path.is_dir() and any(run.path.iterdir()) and not run.aborted_start():
         if not force:
             hint = (f"continue it with `pesflow resume {path}`" if run.is_run()
                     else "choose another --out")

@@ -17,6 +17,11 @@ Two modes:
   :class:`~pesflow.search.runner.SerialRunner` does; the same seed gives the same search
   on any executor, at the cost of idle workers at the end of each batch.
 
+Retraining: in the asynchronous mode the Δ-model is retrained in a background thread, so
+the loop keeps handing out work while it trains; oracle data that arrives meanwhile goes
+into the next training, and a version is published (file written, engine told) when its
+training ends. The other modes retrain in the loop, before anything new is proposed.
+
 Durability: the checkpoint is written after every engine step and, before any task is
 submitted, with that task among the engine's tasks in flight. Every oracle evaluation is a
 hash-named file (:mod:`pesflow.dft.oracle`), so a resumed run submits its tasks in flight
@@ -30,14 +35,13 @@ import math
 import queue
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from ase import Atoms
-from ase.io import write
 
 from pesflow import __version__
 from pesflow.config import GPAWOracle, RunConfig, dump_run_config, load_run_config
@@ -75,10 +79,21 @@ def site_cores(site: SiteConfig) -> int:
     return site.surrogate.workers + site.dft.workers * site.dft.ranks
 
 
+#: Seconds between checkpoints written only because surrogate results arrived (oracle
+#: results, new model versions and new tasks are always checkpointed at once).
+CHECKPOINT_EVERY = 5.0
+
+#: Resubmissions of an oracle task whose worker or block was lost (a scancel, a walltime
+#: end, a node failure), not counted as attempts; a task that kills its own worker each
+#: time then fails after this many.
+LOST_WORKER_RETRIES = 3
+_LOST = ("ManagerLost", "WorkerLost")
+
+
 def _error_result(task: Task, reason: str) -> Result:
     """The result of a task whose app raised (worker lost, model file unreadable, ...)."""
     if isinstance(task, OracleTask):
-        return OracleResult(task_id=task.id, error=reason)
+        return OracleResult(task_id=task.id, n_calls=1, error=reason)  # as a failed call
     if isinstance(task, SurrogateEnergyTask):
         return SurrogateEnergyResult(task.id, math.nan, task.model_version, error=reason)
     return SurrogateRelaxResult(task.id, task.atoms, math.nan, task.model_version, error=reason)
@@ -129,12 +144,18 @@ class SearchRun:
         # walkers run ahead of the oracle, but not by an ever longer queue of candidates
         # chosen with an ever older model. (Parsl gets no more oracle tasks than dft workers.)
         self.oracle_backlog = max(1, site.dft.workers)
+        # Surrogate tasks handed to Parsl at a time: enough to keep every worker busy.
+        # Parsl launches the tasks of all executors from one thread in submission order,
+        # so an oracle task submitted behind a thousand surrogate tasks would wait for them.
+        blocks = site.surrogate.provider.max_blocks if site.kind == "htex" else 1
+        self.surrogate_window = 2 * site.surrogate.workers * blocks
         self.budget_calls = config.budget.oracle_calls or math.inf
         self.budget_wall = config.budget.wall_time or math.inf
         self.evaluations: list[Evaluation] = list(evaluations)
         self.n_calls = int(state.get("n_calls", 0))
         self.failures: list[dict] = list(state.get("failures", []))
         self.attempts: dict[int, int] = {int(k): v for k, v in state.get("attempts", {}).items()}
+        self.lost: dict[int, int] = {int(k): v for k, v in state.get("lost", {}).items()}
         self.counts: dict[str, int] = dict(state.get("counts", {}))
         self.elapsed = float(state.get("elapsed", 0.0))
         self.cpu_used = float(state.get("cpu_used", 0.0))
@@ -158,6 +179,14 @@ class SearchRun:
         self._lock = RunDirLock(run_dir.path)
         self._in_process = site.kind == "threads"
         self._dirty = False
+        # Δ-model: the version tasks run in, and how many evaluations it was trained on
+        self.published = model.version if model is not None else 0
+        self.trained_on = int(state.get("trained_on", len(self.evaluations)))
+        self.background_training = not self.deterministic and self.overlap
+        self._training: Future | None = None
+        self._published_news = False  # a version published since the last checkpoint
+        self._checkpointed = time.perf_counter()
+        self._trainer: ThreadPoolExecutor | None = None
 
     # ----------------------------------------------------------------------------- set-up
 
@@ -267,7 +296,8 @@ class SearchRun:
 
     @property
     def model_version(self) -> int:
-        return self.model.version if self.model is not None else 0
+        """The newest published Δ-model version (0 without a model)."""
+        return self.published
 
     def wall(self) -> float:
         return self.elapsed + time.perf_counter() - self._session_start
@@ -367,10 +397,15 @@ class SearchRun:
             self._submit(entry, events)
 
     def _release_surrogate(self, events: queue.Queue) -> None:
-        if self.held_surrogate and not self._running(oracle=True) and not self.held:
-            for entry in self.held_surrogate:
-                self._submit(entry, events)
-            self.held_surrogate = []
+        """Submit held surrogate tasks, in order, while the window has room (and, with
+        ``overlap=False``, only while no oracle task runs or waits)."""
+        if not self.overlap and (self._running(oracle=True) or self.held):
+            return
+        room = self.surrogate_window - sum(not isinstance(s.task, OracleTask)
+                                           for s in self.submitted.values())
+        while self.held_surrogate and room > 0:
+            self._submit(self.held_surrogate.pop(0), events)
+            room -= 1
 
     def fill(self, events: queue.Queue) -> None:
         """Propose and submit whatever the engine wants now, within the budget."""
@@ -408,17 +443,21 @@ class SearchRun:
             entry = _Submitted(task, attempts=self.attempts.get(task.id, 0))
             if isinstance(task, OracleTask):
                 self.held.append(entry)
-            elif not self.overlap:
-                self.held_surrogate.append(entry)
             else:
-                self._submit(entry, events)
+                self.held_surrogate.append(entry)
         self._release_oracle(events)
         self._release_surrogate(events)
 
     # -------------------------------------------------------------------------- results
 
     def take(self, task_id: int, future: Future, events: queue.Queue) -> None:
-        """A future resolved: turn it into a result (or a retry)."""
+        """A future resolved: turn it into a result (or a retry).
+
+        ``task_id`` None: a background training ended; publish its version.
+        """
+        if task_id is None:
+            self._trained(future, events)
+            return
         entry = self.submitted.pop(task_id, None)
         if entry is None or entry.future is not future:
             return  # a stale future (resubmitted since)
@@ -431,6 +470,17 @@ class SearchRun:
         except Exception as error:  # the app itself failed: worker lost, bad model file, ...
             reason = f"{type(error).__name__}: {error}".strip()
             result = _error_result(task, reason)
+            lost = self.lost.get(task.id, 0)
+            if (isinstance(task, OracleTask) and type(error).__name__ in _LOST
+                    and lost < LOST_WORKER_RETRIES):
+                # not the task's fault: run it again without spending an attempt
+                log.warning("%s: oracle task %d lost its worker (%s); resubmitting (%d of %d)",
+                            self.dir.path.name, task.id, reason, lost + 1, LOST_WORKER_RETRIES)
+                self.lost[task.id] = lost + 1
+                entry.attempts -= 1
+                entry.future = None
+                self._submit(entry, events)
+                return
         kind = "oracle" if isinstance(task, OracleTask) else "surrogate"
         self.counts[f"{kind}_tasks"] = self.counts.get(f"{kind}_tasks", 0) + 1
         if result.error is not None:
@@ -450,8 +500,12 @@ class SearchRun:
                 log.info("%s: %s task %d dropped: %s", self.dir.path.name, task.kind, task.id,
                          result.error)
         self.attempts.pop(task.id, None)
+        self.lost.pop(task.id, None)
         if isinstance(task, OracleTask):
             self._record(task, result)
+            self._release_oracle(events)  # the dft worker is free: no wait for the retrain
+        else:
+            self._release_surrogate(events)
         if self.deterministic:
             self.batch_results[task.id] = result
         else:
@@ -476,8 +530,11 @@ class SearchRun:
             if self.stop is not None and self.stop_reason is None and self.stop(evaluation):
                 self.stop_reason = "stop condition met"
 
-    def commit(self) -> None:
-        """Tell the engine what arrived, retrain on new oracle data, write the checkpoint."""
+    def commit(self, events: queue.Queue | None = None) -> None:
+        """Tell the engine what arrived, retrain on new oracle data, write the checkpoint.
+
+        Without ``events`` (nowhere to report a background training) it trains here.
+        """
         if not self._dirty:
             return
         self._dirty = False
@@ -492,15 +549,60 @@ class SearchRun:
         else:
             results, self.arrived = self.arrived, []
         self.engine.tell(results)
-        frames = [f for r in results if isinstance(r, OracleResult) for f in r.frames]
-        if frames and self.model is not None:
-            self.model.add_data(frames)
-            self.model.train()
-            self.model.save(self.dir.model_path(self.model.version))
-            self.engine.model_updated(self.model.version)
-        self.checkpoint(outputs=bool(frames))
-        if frames:
-            self._prune_models()
+        learn = self.model is not None and self.trained_on < len(self.evaluations)
+        if learn and self.background_training and events is not None:
+            self._start_training(events)
+        elif learn:
+            self._train_now()
+        new_data = any(isinstance(r, OracleResult) and r.frames for r in results)
+        oracle_news = self._published_news or any(isinstance(r, OracleResult) for r in results)
+        # Surrogate results alone are cheap to redo (their tasks stay in flight in the last
+        # checkpoint and run again on resume): the state is not rewritten for each of them.
+        if oracle_news or time.perf_counter() - self._checkpointed >= CHECKPOINT_EVERY:
+            self.checkpoint(outputs=new_data)
+
+    # ------------------------------------------------------------------------- training
+
+    def _train_now(self) -> None:
+        """Train on the evaluations the model has not seen and publish, in this thread."""
+        upto = len(self.evaluations)
+        self.model.add_data([e.atoms for e in self.evaluations[self.trained_on:upto]])
+        self.model.train()
+        self.model.save(self.dir.model_path(self.model.version))
+        self._publish(self.model.version, upto)
+
+    def _start_training(self, events: queue.Queue) -> None:
+        """Train in the background on what arrived since the last training (if idle)."""
+        if self._training is not None:
+            return  # what arrives now goes into the next training
+        model, upto = self.model, len(self.evaluations)
+        frames = [e.atoms for e in self.evaluations[self.trained_on:upto]]
+        path = self.dir.model_path
+
+        def train() -> tuple[int, int]:
+            model.add_data(frames)
+            model.train()
+            model.save(path(model.version))
+            return model.version, upto
+
+        if self._trainer is None:
+            self._trainer = ThreadPoolExecutor(1, thread_name_prefix=f"train-{self.dir.path.name}")
+        self._training = self._trainer.submit(train)
+        self._training.add_done_callback(lambda f, run=self: events.put((run, None, f)))
+
+    def _trained(self, future: Future, events: queue.Queue | None) -> None:
+        if future is not self._training:
+            return  # already published (close waited for it)
+        self._training = None
+        self._publish(*future.result())  # a training that raised ends the run, as in the loop
+        self._dirty = self._published_news = True
+        if events is not None and self.trained_on < len(self.evaluations):
+            self._start_training(events)
+
+    def _publish(self, version: int, trained_on: int) -> None:
+        self.published, self.trained_on = version, trained_on
+        self.engine.model_updated(version)
+        self._prune_models()
 
     def _prune_models(self) -> None:
         """Delete model files no task uses any more (keep the checkpoint's and the one
@@ -508,7 +610,7 @@ class SearchRun:
         if self.model is None:
             return
         in_use = {s.version for s in self.submitted.values() if not isinstance(s.task, OracleTask)}
-        keep = min(in_use | {self.model.version - 1})
+        keep = min(in_use | {self.published - 1})
         for version in self.dir.model_versions():
             if version < keep:
                 self.dir.model_path(version).unlink(missing_ok=True)
@@ -525,9 +627,11 @@ class SearchRun:
             "deterministic": self.deterministic,
             "overlap": self.overlap,
             "model_version": self.model_version,
+            "trained_on": self.trained_on,
             "n_calls": self.n_calls,
             "failures": self.failures,
             "attempts": {str(k): v for k, v in self.attempts.items()},
+            "lost": {str(k): v for k, v in self.lost.items()},
             "counts": self.counts,
             "elapsed": self.wall(),
             "cpu_used": self.cpu(),
@@ -549,6 +653,7 @@ class SearchRun:
         state = self.state()
         write_checkpoint(self.dir.checkpoint,
                          Checkpoint(state, [e.atoms for e in self.evaluations]))
+        self._checkpointed, self._published_news = time.perf_counter(), False
         if outputs or not self.dir.summary.exists():
             self.write_outputs(state)
 
@@ -589,6 +694,12 @@ class SearchRun:
         if self._lock is None:
             return
         try:
+            if self._trainer is not None:
+                if clean and self._training is not None:  # publish what is being learnt
+                    self._training.result()
+                    self._trained(self._training, None)
+                self._trainer.shutdown(wait=False, cancel_futures=True)
+                self._trainer = None
             if clean:
                 self.checkpoint()
                 self.write_outputs(trace=True)
@@ -636,7 +747,7 @@ def drive(
             for run, task_id, future in touched:
                 run.take(task_id, future, events)
             for run in list(active):
-                run.commit()
+                run.commit(events)
                 if run.finished:
                     active.remove(run)
                     run.close()
@@ -771,6 +882,8 @@ def _write_site(run: RunDir, site: SiteConfig) -> None:
 
 def _write_extxyz(path: Path, frames: list[Atoms]) -> None:
     import io
+
+    from ase.io import write  # here: `pesflow status` need not import every ASE format
 
     buffer = io.StringIO()
     write(buffer, frames, format="extxyz")

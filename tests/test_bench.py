@@ -1,0 +1,381 @@
+"""`pesflow bench`: a tiny campaign through the real coordinator (threads site, LJ7).
+
+The judge is checked against an independent ASE relaxation of the stored structures, the
+resume path by extending censored repeats and counting what the oracle computed.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from ase.calculators.lj import LennardJones
+from ase.cluster import Icosahedron
+from ase.io import read, write
+from search_runs import (
+    HTEX_SITE,
+    THREADS_SITE,
+    assert_nothing_lost_or_repeated,
+    performed,
+    pesflow,
+    recorded_and_in_flight,
+    tree_digest,
+)
+
+from pesflow.cli import main
+from pesflow.executors.leftovers import leftover_processes
+from pesflow.models.registry import LJ_DEFAULTS, get_calculator
+from pesflow.store.checkpoint import read_checkpoint
+from pesflow.structures.identity import local_minimum_energy
+from pesflow.workflows.bench import (
+    Criterion,
+    GraphSuccess,
+    cpu_clock,
+    lj_energy_gradient,
+    lj_local_minimum,
+    load_campaign,
+    plan_campaign,
+)
+
+E_LJ7 = -16.505384  # Cambridge Cluster Database, ε = 1
+E_LJ13 = -44.326801
+
+#: Three cells: LJ7 (basin test) with RSS and REX on a Morse prior + Δ-model, and LJ7
+#: with an energy no structure reaches (every repeat censored) with RSS in the prior alone.
+TINY = {
+    "name": "tiny",
+    "repeats": 2,
+    "seed": 1,
+    "deterministic": True,
+    "oracle": {"kind": "calculator", "model": "lj"},
+    "model_settings": {"n_inducing": 100, "ensemble_size": 3},
+    "problems": [
+        {"name": "LJ7", "problem": {"system": "lj_cluster", "n": 7},
+         "success": {"criterion": "basin", "energy": E_LJ7},
+         "budget": {"oracle_calls": 6}},
+        {"name": "LJ7-never", "problem": {"system": "lj_cluster", "n": 7},
+         "success": {"criterion": "energy", "energy": -30.0, "threshold": 0.01},
+         "budget": {"oracle_calls": 3}},
+    ],
+    "algorithms": [
+        {"name": "RSS", "algorithm": "rss"},
+        {"name": "REX", "algorithm": "rex",
+         "settings": {"n_walkers": 3, "oracle_interval": 2, "oracle_count": 2,
+                      "oracle_from": 3, "steps": 15}},
+    ],
+    "priors": [
+        {"name": "morse6", "prior": "morse:rho0=6"},
+        {"name": "morse6-alone", "prior": "morse:rho0=6", "delta": False},
+    ],
+    "exclude": [
+        {"problem": "LJ7", "prior": "morse6-alone"},
+        {"problem": "LJ7-never", "prior": "morse6"},
+        {"problem": "LJ7-never", "algorithm": "REX"},
+    ],
+    "quick": {"repeats": 1, "budget": {"oracle_calls": 2}, "problems": ["LJ7-never"]},
+}
+CELLS = {"LJ7": ["RSS/morse6", "REX/morse6"], "LJ7-never": ["RSS/morse6-alone"]}
+
+
+def _write(path: Path, data) -> Path:
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def _bench(tmp_path: Path, campaign: dict, out: Path, *extra: str) -> int:
+    config = _write(tmp_path / "campaign.yaml", campaign)
+    site = _write(tmp_path / "site.yaml", THREADS_SITE)
+    return main(["bench", str(config), "--site", str(site), "--out", str(out), "--quiet",
+                 *extra])
+
+
+def _repeat_dirs(out: Path) -> list[Path]:
+    return sorted(p.parent for p in out.glob("*/*/*/r*/run.yaml"))
+
+
+def _oracle_basin(atoms) -> float:
+    """The basin energy by ASE's own L-BFGS on ASE's LJ calculator (independent check)."""
+    return local_minimum_energy(atoms, LennardJones(**LJ_DEFAULTS))
+
+
+def test_tiny_campaign_judges_keeps_finished_repeats_and_grows(tmp_path):
+    out = tmp_path / "out"
+    assert _bench(tmp_path, TINY, out) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert {p: sorted(r["cells"]) for p, r in results["problems"].items()} == {
+        p: sorted(c) for p, c in CELLS.items()}
+    for problem in results["problems"].values():
+        for cell in problem["cells"].values():
+            assert cell["repeats"] == cell["finished"] == 2 and cell["failed"] == 0
+            assert cell["successes"] + cell["censored"] == 2
+            assert cell["seeds"] == [1, 2]
+    assert (out / "LJ7.png").stat().st_size > 0 and (out / "LJ7-never.png").exists()
+
+    # Nothing reaches E = -30: every repeat censored after exactly its budget.
+    never = results["problems"]["LJ7-never"]["cells"]["RSS/morse6-alone"]
+    assert never["successes"] == 0 and never["calls_at_end"] == [3, 3]
+    assert never["curve_calls"]["cdf"][-1] == 0.0
+
+    # LJ7's basin is reached: each verdict agrees with an independent ASE relaxation.
+    lj7 = results["problems"]["LJ7"]["cells"]
+    assert sum(c["successes"] for c in lj7.values()) >= 1
+    for path in _repeat_dirs(out / "LJ7"):
+        record = json.loads((path / "bench.json").read_text())
+        frames = read(path / "evaluated.extxyz", ":")
+        assert [e["call"] for e in record["evaluations"]] == [f.info["call"] for f in frames]
+        success = record["success"]
+        for row, atoms in zip(record["evaluations"], frames, strict=True):
+            if row["success"] is None:
+                assert success is not None and row["call"] > success["call"]
+                continue
+            assert abs(_oracle_basin(atoms) - E_LJ7) <= 1e-3 if row["success"] else \
+                abs(_oracle_basin(atoms) - E_LJ7) > 1e-3
+        if success is not None:
+            assert success["call"] <= record["oracle_calls"] <= 6
+            assert record["stop_reason"] == "stop condition met"
+            # 2 cores, 2 repeats at once: one core-second per second
+            assert success["cpu_time"] == pytest.approx(success["wall_time"])
+        else:
+            assert record["oracle_calls"] == 6
+    sessions = json.loads((out / "sessions.json").read_text())
+    assert len(sessions) == 1 and sessions[0]["state"] == "ended"
+    assert sessions[0]["repeats_finished"] == 6 and sessions[0]["cpu_used_s"] > 0
+
+    # The same command again: every repeat is kept as it is.
+    before = {p: tree_digest(p) for p in _repeat_dirs(out)}
+    assert _bench(tmp_path, TINY, out) == 0
+    assert {p: tree_digest(p) for p in _repeat_dirs(out)} == before
+    assert len(json.loads((out / "sessions.json").read_text())) == 1  # nothing to run
+
+    # --report rebuilds the same results from the records alone (and --results copies them).
+    (out / "results.json").unlink()
+    assert _bench(tmp_path, TINY, out, "--report", "--results", str(tmp_path / "pub")) == 0
+    again = json.loads((out / "results.json").read_text())
+    assert again["problems"] == results["problems"]
+    assert (tmp_path / "pub" / "results.json").read_bytes() == (out / "results.json").read_bytes()
+    assert sorted(p.name for p in (tmp_path / "pub").iterdir()) == [
+        "LJ7-never.png", "LJ7.png", "results.json"]
+
+    # One repeat more per cell: the new ones run, the old ones stay untouched.
+    assert _bench(tmp_path, TINY, out, "--repeats", "3") == 0
+    grown = _repeat_dirs(out)
+    assert sorted(set(grown) - set(before)) == sorted(
+        out / p / c / "r02" for p, cells in CELLS.items() for c in cells)
+    assert {p: tree_digest(p) for p in before} == before
+    results = json.loads((out / "results.json").read_text())
+    for problem in results["problems"].values():
+        for cell in problem["cells"].values():
+            assert cell["repeats"] == cell["finished"] == 3 and cell["seeds"] == [1, 2, 3]
+
+
+def test_quick_then_full_extends_censored_repeats_by_resuming_them(tmp_path):
+    campaign = copy.deepcopy(TINY)
+    campaign["problems"] = [TINY["problems"][1]]  # LJ7-never: censored, so it is extended
+    campaign["exclude"] = []
+    campaign["algorithms"] = [TINY["algorithms"][0]]
+    campaign["priors"] = [TINY["priors"][1]]
+    campaign["repeats"] = 1
+    out = tmp_path / "out"
+    assert _bench(tmp_path, campaign, out, "--quick") == 0
+    run = out / "LJ7-never" / "RSS" / "morse6-alone" / "r00"
+    first = json.loads((run / "bench.json").read_text())
+    assert first["oracle_calls"] == 2 and first["success"] is None
+    assert json.loads((out / "results.json").read_text())["size"] == "quick"
+
+    assert _bench(tmp_path, campaign, out) == 0  # budget 3: the same run goes on
+    record = json.loads((run / "bench.json").read_text())
+    assert record["oracle_calls"] == 3 and len(record["sessions"]) == 2
+    assert [e["call"] for e in record["evaluations"]] == [1, 2, 3]
+    assert record["evaluations"][:2] == first["evaluations"]
+    # the oracle computed each evaluation once: the first two were not redone
+    performed = (run / "oracle" / "performed.log").read_text().splitlines()
+    assert len(performed) == 3
+    assert yaml.safe_load((run / "run.yaml").read_text())["budget"]["oracle_calls"] == 3
+    assert len(json.loads((out / "sessions.json").read_text())) == 2
+
+
+@pytest.mark.slow
+def test_sigkill_mid_campaign_then_rerun_loses_and_repeats_nothing(tmp_path):
+    budget = 8
+    campaign = copy.deepcopy(TINY)
+    campaign.update(repeats=2, exclude=[], algorithms=[TINY["algorithms"][0]],
+                    priors=[TINY["priors"][1]],
+                    oracle={"kind": "calculator", "model": "lj", "delay": 0.5})
+    campaign["problems"] = [{**TINY["problems"][1], "budget": {"oracle_calls": budget}}]
+    config = _write(tmp_path / "campaign.yaml", campaign)
+    site = _write(tmp_path / "site.yaml", HTEX_SITE)
+    out = tmp_path / "out"
+    args = ("bench", str(config), "--site", str(site), "--out", str(out), "--parallel", "2")
+    runs = [out / "LJ7-never" / "RSS" / "morse6-alone" / f"r{r:02d}" for r in (0, 1)]
+    coordinator = pesflow(*args)
+    deadline = time.monotonic() + 300
+    while sum(sum(performed(run).values()) for run in runs) < 5:
+        assert coordinator.poll() is None, coordinator.stdout.read()
+        assert time.monotonic() < deadline, "the campaign made no progress"
+        time.sleep(0.2)
+    coordinator.send_signal(signal.SIGKILL)
+    coordinator.wait()
+    before = {}
+    for run in runs:
+        recorded, interruptible = recorded_and_in_flight(
+            read_checkpoint(run / "checkpoint.h5"), {"standin": "lj"})
+        assert len(recorded) < budget
+        before[run] = (set(recorded), interruptible)
+    assert leftover_processes(out), "a SIGKILLed coordinator leaves its HTEx processes"
+
+    rerun = pesflow(*args)
+    output, _ = rerun.communicate(timeout=600)
+    assert rerun.returncode == 0, output
+    assert not leftover_processes(out)
+    for run in runs:
+        assert_nothing_lost_or_repeated(run, budget, *before[run])
+        record = json.loads((run / "bench.json").read_text())
+        assert record["finished"] and record["success"] is None
+        assert [e["call"] for e in record["evaluations"]] == list(range(1, budget + 1))
+        assert len(record["sessions"]) == 2
+    sessions = json.loads((out / "sessions.json").read_text())
+    assert [s["state"] for s in sessions] == ["running", "ended"]
+    cells = json.loads((out / "results.json").read_text())["problems"]["LJ7-never"]["cells"]
+    assert cells["RSS/morse6-alone"]["calls_at_end"] == [budget, budget]
+
+
+BAD = [
+    (lambda c: c.update(colour="red"), "unknown key 'colour'"),
+    (lambda c: c["algorithms"][1].update(algorithm="simulated_annealing"),
+     "algorithms.REX.algorithm: unknown algorithm"),
+    (lambda c: c["priors"].append({"name": "morse6", "prior": "lj"}), "given twice"),
+    (lambda c: c["quick"].update(priors=["nope"]), "quick.priors: no prior named 'nope'"),
+    (lambda c: c["problems"][0]["success"].update(threshold=-1),
+     "problems.LJ7.success.threshold"),
+    (lambda c: c["problems"][0]["success"].update(tolerance=1), "unknown key"),
+    (lambda c: c["priors"][0].update(name="a/b"), "not a usable name"),
+    (lambda c: c["priors"][0].update(prior="chgnet-9"), "unknown model"),
+    (lambda c: c["algorithms"][0].update(settings={"stepz": 3}), "stepz"),
+    (lambda c: c.update(oracle={"kind": "gpaw"}), "basin test"),
+    (lambda c: c["problems"][0].update(success={"criterion": "graph", "structure": "no.xyz"}),
+     "no file at"),
+    (lambda c: c["problems"][0]["success"].update(criterion="graph", structure="x.xyz"),
+     "unknown key 'problems.LJ7.success.energy' (allowed here: criterion, structure,"),
+    (lambda c: c.update(exclude=[{"algorithm": "RSS"}, {"algorithm": "REX"}]),
+     "every cell is excluded"),
+]
+
+
+@pytest.mark.parametrize(("change", "message"), BAD, ids=[m for _, m in BAD])
+def test_a_bad_campaign_exits_2_with_one_line_and_creates_nothing(tmp_path, capsys, change,
+                                                                  message):
+    campaign = copy.deepcopy(TINY)
+    for entry in campaign["problems"]:
+        entry["success"] = dict(entry["success"])
+    change(campaign)
+    out = tmp_path / "out"
+    assert _bench(tmp_path, campaign, out) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err, err
+    assert not out.exists()
+
+
+def test_bad_command_lines_exit_2_and_create_nothing(tmp_path, capsys):
+    out = tmp_path / "out"
+    no_quick = {k: v for k, v in TINY.items() if k != "quick"}
+    assert _bench(tmp_path, no_quick, out, "--quick") == 2
+    assert "--quick needs a 'quick' block" in capsys.readouterr().err
+    assert _bench(tmp_path, TINY, out, "--parallel", "0") == 2
+    assert _bench(tmp_path, TINY, out, "--repeats", "0") == 2
+    assert not out.exists()
+    # a directory that is not a campaign's is left alone
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert _bench(tmp_path, TINY, out) == 2
+    assert "not a pesflow bench directory" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
+def test_a_changed_cell_is_refused_instead_of_mixing_searches(tmp_path, capsys):
+    out = tmp_path / "out"
+    campaign = copy.deepcopy(TINY)
+    campaign["quick"]["budget"] = {"oracle_calls": 1}
+    assert _bench(tmp_path, campaign, out, "--quick") == 0
+    before = tree_digest(out / "LJ7-never")
+    campaign["priors"][1]["prior"] = "morse:rho0=5"
+    assert _bench(tmp_path, campaign, out, "--quick") == 2
+    assert "was run with another prior" in capsys.readouterr().err
+    assert tree_digest(out / "LJ7-never") == before
+
+
+# ------------------------------------------------------------------- success, no runs
+
+
+@pytest.mark.parametrize("rc", [50.0, 6.0])
+def test_numpy_lj_matches_ase_energy_and_forces(rc):
+    rng = np.random.default_rng(3)
+    atoms = Icosahedron("Cu", 2)
+    atoms.positions = atoms.positions * 2.5 * 2 ** (1 / 6) / 2.55 + rng.normal(0, 0.2, (13, 3))
+    calc = LennardJones(sigma=2.5, epsilon=1.0, rc=rc)
+    atoms.calc = calc
+    energy, gradient = lj_energy_gradient(atoms.positions.ravel(), 13, 2.5, 1.0, rc)
+    assert energy == pytest.approx(atoms.get_potential_energy(), abs=1e-10)
+    np.testing.assert_allclose(-gradient.reshape(13, 3), atoms.get_forces(), atol=1e-9)
+
+
+def test_numpy_relaxation_reaches_the_minimum_ase_reaches():
+    rng = np.random.default_rng(4)
+    atoms = Icosahedron("Cu", 2)
+    atoms.positions = atoms.positions * 2.5 * 2 ** (1 / 6) / 2.55
+    ico = lj_local_minimum(atoms, **{k: LJ_DEFAULTS[k] for k in ("sigma", "epsilon", "rc")})
+    assert ico == pytest.approx(E_LJ13, abs=1e-4)
+    for _ in range(3):
+        shaken = atoms.copy()
+        shaken.positions += rng.normal(0, 0.35, (13, 3))
+        fast = lj_local_minimum(shaken, 2.5, 1.0, 50.0)
+        assert fast == pytest.approx(_oracle_basin(shaken), abs=1e-4)
+
+
+def test_graph_criterion_recognises_the_icosahedron(tmp_path):
+    atoms = Icosahedron("Cu", 2)
+    atoms.positions = atoms.positions * 2.5 * 2 ** (1 / 6) / 2.55
+    relaxed = atoms.copy()
+    relaxed.calc = get_calculator("lj")
+    from ase.optimize import LBFGS
+
+    LBFGS(relaxed, logfile=None).run(fmax=1e-4)
+    write(tmp_path / "ico.xyz", relaxed)
+    criterion = Criterion(GraphSuccess(criterion="graph", structure=tmp_path / "ico.xyz"),
+                          oracle=None)
+    moved = relaxed.copy()
+    moved.rotate(40, "z")
+    moved.translate([3.0, -1.0, 2.0])
+    assert criterion.check(moved, 0.0) == (True, None)
+    capped = relaxed.copy()
+    capped.positions[12] += [2.0, 0.0, 0.0]  # one atom pulled off the surface
+    assert criterion.check(capped, 0.0) == (False, None)
+
+
+def test_cpu_clock_follows_each_sessions_share_of_the_cores():
+    sessions = [{"wall_from": 0.0, "cores": 2.0}, {"wall_from": 10.0, "cores": 0.5}]
+    assert cpu_clock(sessions, 5.0) == 10.0
+    assert cpu_clock(sessions, 10.0) == 20.0
+    assert cpu_clock(sessions, 14.0) == 22.0
+
+
+def test_the_standin_campaign_is_valid_and_sized():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "campaign" / "standins.yaml"
+    campaign = load_campaign(path)
+    full = plan_campaign(campaign, "/nonexistent/out")
+    assert {c.problem.name for c in full.cells} == {"LJ26", "LJ38"}
+    assert {c.algorithm.algorithm for c in full.cells} == {"rss", "basin_hopping", "gofee",
+                                                           "rex"}
+    assert {c.prior.prior for c in full.cells} >= {"morse:rho0=6", "morse:rho0=3",
+                                                   "repulsive"}
+    assert {c.prior.delta for c in full.cells} == {True, False}
+    assert campaign.repeats >= 10 and len(full.repeats) == len(full.cells) * campaign.repeats
+    energies = {p.name: p.success.energy for p in campaign.problems}
+    assert energies == {"LJ26": -108.315616, "LJ38": -173.928427}
+    quick = plan_campaign(campaign, "/nonexistent/out", quick=True)
+    assert len(quick.repeats) < len(full.repeats) // 10
