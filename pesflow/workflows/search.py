@@ -214,8 +214,8 @@ class SearchRun:
         self = cls(run, config, site, engine, model, deterministic=deterministic, stop=stop,
                    overlap=overlap)
         self._lock.acquire()
+        _write_site(run, site)  # before run.yaml: a run dir with run.yaml has both
         atomic_write_bytes(run.config, dump_run_config(config).encode())
-        _write_site(run, site)
         if model is not None:
             run.models.mkdir(exist_ok=True)
             model.save(run.model_path(model.version))
@@ -253,6 +253,9 @@ class SearchRun:
             from pesflow.executors.leftovers import stop_leftovers
 
             stopped = stop_leftovers(run.path)
+            # half-written files of a killed session (the lock proves no writer is left)
+            for tmp in [*run.path.glob(".*.tmp"), *run.models.glob(".*.tmp")]:
+                tmp.unlink(missing_ok=True)
             if stopped:
                 log.warning("%s: stopped %d process(es) left by the earlier session: %s",
                             run.path.name, len(stopped), stopped)
@@ -700,6 +703,8 @@ class SearchRun:
                     self._trained(self._training, None)
                 self._trainer.shutdown(wait=False, cancel_futures=True)
                 self._trainer = None
+            if clean and self.model is not None and self.trained_on < len(self.evaluations):
+                self._train_now()  # the final model has learnt every result
             if clean:
                 self.checkpoint()
                 self.write_outputs(trace=True)
