@@ -136,6 +136,15 @@ class ModelConfig(Strict):
             raise InputError(f"model.settings: {error} (known: {names})") from None
 
 
+def known_algorithm(name: str) -> str:
+    """``name`` if it is a search engine's name (a pydantic validator body), else ValueError."""
+    from pesflow.search.engines import ENGINES
+
+    if name not in ENGINES:
+        raise ValueError(f"unknown algorithm {name!r}; choose one of {', '.join(ENGINES)}")
+    return name
+
+
 class AlgorithmConfig(Strict):
     """The search engine: ``rss``, ``basin_hopping``, ``gofee``, ``rex`` or ``oracle_rss``."""
 
@@ -145,11 +154,7 @@ class AlgorithmConfig(Strict):
     @field_validator("name")
     @classmethod
     def _known(cls, value: str) -> str:
-        from pesflow.search.engines import ENGINES
-
-        if value not in ENGINES:
-            raise ValueError(f"unknown algorithm {value!r}; choose one of {', '.join(ENGINES)}")
-        return value
+        return known_algorithm(value)
 
 
 class _Oracle(Strict):

@@ -248,6 +248,14 @@ def _running_oracle_task(run: Path, done: set[str]) -> str | None:
     return None
 
 
+def _stop_if_running(coordinator: subprocess.Popen, run: Path) -> None:
+    """After a failed check: leave no coordinator or worker processes behind."""
+    if coordinator.poll() is None:
+        coordinator.kill()
+        coordinator.wait()
+        stop_leftovers(run)
+
+
 def test_worker_killed_mid_task_is_retried_on_a_new_worker(tmp_path: Path) -> None:
     """SIGKILL the dft HTEx worker while it computes an oracle single point: Parsl's pool
     notices, fails the task with WorkerLost and starts a new worker; the coordinator
@@ -273,10 +281,7 @@ def test_worker_killed_mid_task_is_retried_on_a_new_worker(tmp_path: Path) -> No
         killed_at = time.time()
         output, _ = coordinator.communicate(timeout=300)
     finally:
-        if coordinator.poll() is None:  # a failed check: leave no processes behind
-            coordinator.kill()
-            coordinator.wait()
-            stop_leftovers(run)
+        _stop_if_running(coordinator, run)
     assert coordinator.returncode == 0, output
 
     state, recorded = assert_nothing_lost(run, budget=3)
@@ -328,10 +333,7 @@ if [ "$(wc -l < {launches})" -le 1 ]; then echo "$$" >> {hung}; exec sleep 600; 
         assert _ended([launcher, rank], within=15), "the MPI job outlived its worker"
         output, _ = coordinator.communicate(timeout=300)
     finally:
-        if coordinator.poll() is None:  # a failed check: leave no processes behind
-            coordinator.kill()
-            coordinator.wait()
-            stop_leftovers(run)
+        _stop_if_running(coordinator, run)
     assert coordinator.returncode == 0, output
     state, recorded = assert_nothing_lost(run, budget=1)
     assert state["failures"] == [] and len(recorded) == 1

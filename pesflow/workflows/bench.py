@@ -59,6 +59,7 @@ from pesflow.config import (
     ProblemConfig,
     RunConfig,
     Strict,
+    known_algorithm,
     load_run_config,
     parse_run_config,
     read_yaml,
@@ -158,11 +159,7 @@ class AlgorithmEntry(Strict):
     @field_validator("algorithm")
     @classmethod
     def _known(cls, value: str) -> str:
-        from pesflow.search.engines import ENGINES
-
-        if value not in ENGINES:
-            raise ValueError(f"unknown algorithm {value!r}; choose one of {', '.join(ENGINES)}")
-        return value
+        return known_algorithm(value)
 
 
 class PriorEntry(Strict):
