@@ -288,6 +288,8 @@ def test_bad_command_lines_exit_2_and_create_nothing(tmp_path, capsys):
     assert "--quick needs a 'quick' block" in capsys.readouterr().err
     assert _bench(tmp_path, TINY, out, "--parallel", "0") == 2
     assert _bench(tmp_path, TINY, out, "--repeats", "0") == 2
+    assert _bench(tmp_path, TINY, out, "--only", "LJ8/*") == 2
+    assert "--only 'LJ8/*' matches no cell of campaign tiny" in capsys.readouterr().err
     assert not out.exists()
     # a directory that is not a campaign's is left alone
     out.mkdir()
@@ -295,6 +297,18 @@ def test_bad_command_lines_exit_2_and_create_nothing(tmp_path, capsys):
     assert _bench(tmp_path, TINY, out) == 2
     assert "not a pesflow bench directory" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
+def test_only_runs_the_matching_cells_and_reports_every_cell(tmp_path):
+    out = tmp_path / "out"
+    assert _bench(tmp_path, TINY, out, "--only", "LJ7-never/*", "--repeats", "1") == 0
+    ran = {p.relative_to(out).parts[:3] for p in _repeat_dirs(out)}
+    assert ran == {("LJ7-never", "RSS", "morse6-alone")}
+    results = json.loads((out / "results.json").read_text())
+    cells = {problem: {key: cell["finished"] for key, cell in entry["cells"].items()}
+             for problem, entry in results["problems"].items()}
+    assert cells == {"LJ7": {"RSS/morse6": 0, "REX/morse6": 0},
+                     "LJ7-never": {"RSS/morse6-alone": 1}}
 
 
 def test_a_changed_cell_is_refused_instead_of_mixing_searches(tmp_path, capsys):

@@ -35,7 +35,9 @@ def test_shipped_configs_present():
 def test_shipped_configs_validate(path: Path):
     site = load_site(path)
     assert site.name == path.stem
-    assert {"surrogate", "dft"} <= set(site.labels())
+    # every site runs oracle tasks: on dft workers, or on shared surrogate workers
+    assert {"surrogate", "dft"} <= set(site.labels()) or site.dft.shared
+    assert "surrogate" in site.labels()
     assert any("surrogate" in line for line in site.summary())
 
 
@@ -72,6 +74,15 @@ def test_htex_local_config(tmp_path: Path):
     assert "OMP_NUM_THREADS=1" in surrogate.provider.worker_init
     assert (tmp_path / "run" / "parsl").is_dir()
     assert site.resource_specification(priority=3) == {"priority": 3}
+
+
+def test_shared_pool_builds_no_dft_executor(tmp_path: Path):
+    site = load_site(SITE_CONFIGS / "local-shared.yaml")
+    config = build_config(site, tmp_path / "run")
+    assert [ex.label for ex in config.executors] == ["surrogate"]
+    assert site.oracle_workers == site.surrogate.workers == 2
+    assert config.strategy_period == 1  # initial blocks start within a second of load
+    assert any("surrogate workers (shared)" in line for line in site.summary())
 
 
 def test_slurm_config_providers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -150,6 +161,8 @@ def test_gpu_label(tmp_path: Path):
             {"heartbeat_period": 30, "heartbeat_threshold": 30},
             "heartbeat_period (30 s) must be shorter than heartbeat_threshold (30 s)",
         ),
+        ({"dft": {"shared": True}}, "shared: true runs each oracle task on one surrogate "
+                                     "worker's core, but ranks is 10: set 'ranks: 1'"),
         ([1, 2], "expected a mapping"),
     ],
 )

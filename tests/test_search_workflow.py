@@ -295,6 +295,18 @@ def test_parsl_gets_a_window_of_surrogate_tasks_not_a_whole_round(tmp_path):
     assert run.counts["surrogate_tasks"] >= 24  # two rounds of 12 walkers went through
 
 
+def test_a_shared_pool_runs_oracle_tasks_on_the_surrogate_workers(tmp_path):
+    """``dft: {shared: true}``: one HTEx pool for both kinds of task; no dft executor."""
+    site = parse_site({"kind": "htex", "surrogate": {"workers": 2, "provider": "local"},
+                       "dft": {"shared": True, "ranks": 1}})
+    run = run_search(parse_run_config(lj_config(REX, calls=6)), site, tmp_path / "run")
+    assert run.n_calls == 6 and run.stop_reason == "oracle budget spent"
+    assert run.counts["oracle_tasks"] >= 3 and not run.failures
+    assert run.cores == 2 and run.oracle_backlog >= 2
+    executors = {p.name for p in (tmp_path / "run" / "parsl").glob("*/*") if p.is_dir()}
+    assert "surrogate" in executors and "dft" not in executors
+
+
 def test_many_runs_share_one_parsl_session(tmp_path):
     runs = [SearchRun.start(parse_run_config({**lj_config(REX, calls=4), "seed": seed}),
                             parse_site(THREADS), tmp_path / f"r{seed}") for seed in (1, 2, 3)]

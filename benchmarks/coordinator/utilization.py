@@ -1,21 +1,25 @@
 """Core utilization of the search coordinator on local HTEx (issue #5 benchmark).
 
 Utilization = CPU time of every process of the run (coordinator with its retraining, the
-HTEx interchanges, the surrogate and dft workers, the oracle) / (cores × wall time).
+HTEx interchanges, the workers, the oracle) / (cores × wall time).
 
 Set-up: a Cu13 cluster, CHGNet prior + Δ-model, EMT as the oracle, REX with 4 walkers
-that all go to the oracle every iteration; local HTEx with one surrogate worker and one
-dft worker on this 2-core machine (no more workers than cores); a stand-in oracle that
-burns CPU (``busy: true``, no sleeping) for about as long as one surrogate relaxation
-(measured first, in the same run of this script), so surrogate and oracle work per
-iteration match. Two runs side by side, alternating: the default asynchronous
-coordinator (surrogate work overlaps pending oracle calls) and ``--no-overlap`` (never
-both at once, as AGOX). CPU time is sampled with psutil every 0.1 s over the coordinator's
-process tree and the HTEx worker pools (found by the run directory on their command line;
-per process: user + system, including reaped children), which misses at most the last
-0.1 s of each process.
+that all go to the oracle every iteration, on this 2-core machine with no more workers
+than cores; a stand-in oracle that burns CPU (``busy: true``, no sleeping) for as long as
+one surrogate relaxation (measured first, in the same run of this script), so surrogate
+and oracle work per iteration match. Three modes, alternating:
 
-    .venv/bin/python benchmarks/coordinator/utilization.py [--repeats 2] [--calls 120]
+- ``overlap``: the default coordinator (surrogate work overlaps pending oracle calls) on
+  one pool of 2 workers shared by surrogate and oracle tasks (``dft: {shared: true}``);
+- ``no-overlap``: the same site with ``--no-overlap`` (never both at once, as AGOX);
+- ``overlap-separate``: the default coordinator on a pool per label, 1 worker each.
+
+CPU time is sampled with psutil every 0.25 s over the coordinator's process tree and the
+HTEx worker pools (found by the run directory on their command line; per process: user +
+system, including reaped children), which misses at most the last 0.25 s of each process.
+The sampler's own CPU time is reported beside it (it competes for the same 2 cores).
+
+    .venv/bin/python benchmarks/coordinator/utilization.py [--repeats 2] [--calls 100]
 
 writes ``benchmarks/coordinator/utilization.json`` and ``utilization.png``.
 """
@@ -56,9 +60,15 @@ def run_config(delay: float, calls: int, seed: int) -> dict:
     }
 
 
-SITE = {"name": "htex-2", "kind": "htex", "cores": CORES,
-        "surrogate": {"workers": 1, "provider": "local"},
-        "dft": {"workers": 1, "ranks": 1, "provider": "local"}}
+#: One pool of 2 single-core workers for surrogate and oracle tasks alike (``dft.shared``):
+#: whichever work exists fills both cores; oracle tasks go first.
+SITE = {"name": "htex-shared-2", "kind": "htex", "cores": CORES,
+        "surrogate": {"workers": CORES, "provider": "local"},
+        "dft": {"shared": True, "ranks": 1}}
+#: Session 3's set-up: a pool per label, one worker each.
+SEPARATE = {"name": "htex-2", "kind": "htex", "cores": CORES,
+            "surrogate": {"workers": 1, "provider": "local"},
+            "dft": {"workers": 1, "ranks": 1, "provider": "local"}}
 
 
 GROUPS = ("coordinator", "surrogate", "dft")
@@ -86,7 +96,7 @@ def _group(proc: psutil.Process, root: int) -> str | None:
 
 
 def _sample(proc: subprocess.Popen, out: Path, t0: float) -> tuple[list, dict]:
-    """CPU seconds per group every 0.1 s until ``proc`` ends: (samples, per-pid CPU)."""
+    """CPU seconds per group every 0.25 s until ``proc`` ends: (samples, per-pid CPU)."""
     root = psutil.Process(proc.pid)
     seen: dict[int, float] = {}
     group_of: dict[int, str] = {proc.pid: "coordinator"}
@@ -94,19 +104,19 @@ def _sample(proc: subprocess.Popen, out: Path, t0: float) -> tuple[list, dict]:
     samples = []  # (seconds since start, CPU seconds per group)
     last_scan = 0.0
     while proc.poll() is None:
-        if time.time() - last_scan > 0.5:
+        if time.time() - last_scan > 1.0:
             # HTEx worker pools are started detached (not our descendants): find them by
             # the run directory on their command line
             for p in psutil.process_iter(["cmdline"]):
                 if str(out) in " ".join(p.info["cmdline"] or []):
                     tracked.setdefault(p.pid, p)
+            for p in list(tracked.values()):
+                try:
+                    for child in p.children(recursive=True):
+                        tracked.setdefault(child.pid, child)
+                except psutil.NoSuchProcess:
+                    pass
             last_scan = time.time()
-        for p in list(tracked.values()):
-            try:
-                for child in p.children(recursive=True):
-                    tracked.setdefault(child.pid, child)
-            except psutil.NoSuchProcess:
-                pass
         for pid, p in list(tracked.items()):
             if pid not in group_of:
                 group = _group(p, proc.pid)
@@ -122,19 +132,25 @@ def _sample(proc: subprocess.Popen, out: Path, t0: float) -> tuple[list, dict]:
         for pid, value in seen.items():
             cpu[group_of[pid]] += value
         samples.append((time.time() - t0, cpu))
-        time.sleep(0.1)
+        time.sleep(0.25)
     return samples, seen
 
 
-def measure(config: dict, workdir: Path, overlap: bool) -> dict:
+#: mode -> (site, overlap)
+MODES = {"overlap": (SITE, True), "no-overlap": (SITE, False),
+         "overlap-separate": (SEPARATE, True)}
+
+
+def measure(config: dict, workdir: Path, mode: str) -> dict:
     """Run `pesflow run` and sample the CPU time of its whole process tree over time."""
+    site_config, overlap = MODES[mode]
     cfg, site, out = workdir / "run.yaml", workdir / "site.yaml", workdir / "run"
     cfg.write_text(yaml.safe_dump(config))
-    site.write_text(yaml.safe_dump(SITE))
+    site.write_text(yaml.safe_dump(site_config))
     argv = [sys.executable, "-m", "pesflow.cli", "run", str(cfg), "--site", str(site),
             "--out", str(out), "--quiet"] + ([] if overlap else ["--no-overlap"])
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    t0 = time.time()
+    t0, sampler0 = time.time(), time.process_time()
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         samples, seen = _sample(proc, out, t0)
@@ -145,7 +161,7 @@ def measure(config: dict, workdir: Path, overlap: bool) -> dict:
             from pesflow.executors.leftovers import stop_leftovers
 
             stop_leftovers(out)
-    wall = time.time() - t0
+    wall, sampler = time.time() - t0, time.process_time() - sampler0
     if proc.returncode != 0:
         raise RuntimeError(f"pesflow run failed with {proc.returncode}")
     summary = json.loads((out / "summary.json").read_text())
@@ -153,8 +169,9 @@ def measure(config: dict, workdir: Path, overlap: bool) -> dict:
                  for line in (out / "oracle" / "performed.log").read_text().splitlines()]
     total = sum(seen.values())
     steady = (min(performed), max(performed))
-    return {"overlap": overlap, "wall_s": wall, "cpu_s": total,
+    return {"mode": mode, "wall_s": wall, "cpu_s": total,
             "utilization": total / (CORES * wall),
+            "sampler_cpu_s": sampler,
             "steady_window_s": steady,
             "steady_utilization": _window_utilization(samples, *steady),
             "cpu_s_by_group": samples[-1][1] if samples else {},
@@ -163,7 +180,7 @@ def measure(config: dict, workdir: Path, overlap: bool) -> dict:
             "surrogate_tasks": summary["surrogate_tasks"]["done"],
             "best_energy": summary["best"]["energy"],
             "samples": [(round(t, 2), {k: round(v, 3) for k, v in c.items()})
-                        for t, c in samples[::5]]}
+                        for t, c in samples[::2]]}
 
 
 def _total_at(samples: list, t: float) -> float:
@@ -218,7 +235,7 @@ def relax_seconds() -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--calls", type=int, default=120)
+    parser.add_argument("--calls", type=int, default=100)
     parser.add_argument("--out", type=Path, default=HERE, help="where the JSON and PNG go")
     args = parser.parse_args()
     # SIGTERM (e.g. `timeout`) unwinds like Ctrl-C, so the run being measured is stopped too
@@ -228,29 +245,32 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for repeat in range(args.repeats):
-            for overlap in (True, False):  # alternate, so machine load hits both alike
-                work = Path(tmp) / f"{repeat}-{overlap}"
+            for mode in MODES:  # alternate, so machine load hits every mode alike
+                work = Path(tmp) / f"{repeat}-{mode}"
                 work.mkdir()
-                row = measure(run_config(delay, args.calls, seed=repeat), work, overlap)
+                row = measure(run_config(delay, args.calls, seed=repeat), work, mode)
                 row["repeat"] = repeat
                 rows.append(row)
-                print(json.dumps(row))
+                print(json.dumps({k: v for k, v in row.items() if k != "samples"}))
     summary = {}
-    for overlap in (True, False):
-        sel = [r for r in rows if r["overlap"] == overlap]
-        summary["overlap" if overlap else "no_overlap"] = {
+    for mode in MODES:
+        sel = [r for r in rows if r["mode"] == mode]
+        summary[mode] = {
             "median_utilization": statistics.median(r["utilization"] for r in sel),
             "median_steady_utilization": statistics.median(r["steady_utilization"] for r in sel),
             "median_wall_s": statistics.median(r["wall_s"] for r in sel),
             "median_cpu_s": statistics.median(r["cpu_s"] for r in sel),
+            "median_sampler_cpu_s": statistics.median(r["sampler_cpu_s"] for r in sel),
         }
-    summary["wall_ratio_no_overlap_over_overlap"] = (
-        summary["no_overlap"]["median_wall_s"] / summary["overlap"]["median_wall_s"])
+    for mode in ("no-overlap", "overlap-separate"):
+        summary[f"wall_ratio_{mode}_over_overlap"] = (
+            summary[mode]["median_wall_s"] / summary["overlap"]["median_wall_s"])
     result = {
         "command": "benchmarks/coordinator/utilization.py " + " ".join(sys.argv[1:]),
         "machine": {"cores": os.cpu_count(), "python": platform.python_version(),
                     "load_before": os.getloadavg()},
-        "setup": {"site": SITE, "config": run_config(delay, args.calls, 0),
+        "setup": {"sites": {m: site for m, (site, _) in MODES.items()},
+                  "config": run_config(delay, args.calls, 0),
                   "relax_seconds": delay},
         "runs": rows, "summary": summary,
     }
@@ -269,40 +289,44 @@ def plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), constrained_layout=True,
-                             gridspec_kw={"width_ratios": [1, 1.6, 1.6]})
+    fig, axes = plt.subplots(1, 1 + len(MODES), figsize=(17, 3.8), constrained_layout=True,
+                             gridspec_kw={"width_ratios": [1.2] + [1.6] * len(MODES)})
     ax = axes[0]
-    for x, overlap in enumerate((True, False)):
+    for x, mode in enumerate(MODES):
         for dx, key, marker in ((-0.12, "utilization", "o"), (0.12, "steady_utilization", "s")):
-            values = [r[key] for r in rows if r["overlap"] == overlap]
-            ax.plot([x + dx] * len(values), values, marker, color="C0" if overlap else "C1",
+            values = [r[key] for r in rows if r["mode"] == mode]
+            ax.plot([x + dx] * len(values), values, marker, color=f"C{x}",
                     label=("whole run" if key == "utilization" else "steady part")
                     if x == 0 else None, mfc="none" if marker == "s" else None)
             ax.plot([x + dx - 0.08, x + dx + 0.08], [statistics.median(values)] * 2, "k-")
-    ax.set_xticks([0, 1], ["overlap\n(default)", "--no-overlap"])
+    ax.set_xticks(range(len(MODES)), [m.replace("-s", "\ns") for m in MODES], fontsize=8)
     ax.set_ylabel("core utilization")
-    ax.set_xlim(-0.6, 1.6)
+    ax.set_xlim(-0.6, len(MODES) - 0.4)
     ax.set_ylim(0, 1.05)
     ax.axhline(0.9, ls="--", color="0.5")
     ax.legend(loc="lower left", fontsize=8)
-    for ax, overlap in zip(axes[1:], (True, False), strict=True):
-        row = next(r for r in rows if r["overlap"] == overlap)
-        t = np.array([s[0] for s in row["samples"]])
-        cpu = {g: np.array([s[1][g] for s in row["samples"]]) for g in GROUPS}
+    for ax, mode in zip(axes[1:], MODES, strict=True):
+        row = next(r for r in rows if r["mode"] == mode)
+        # rates over 2 s (4 samples): CPU time of a process advances in scheduler ticks
+        t = np.array([s[0] for s in row["samples"]])[::4]
+        cpu = {g: np.array([s[1][g] for s in row["samples"]])[::4] for g in GROUPS}
         mid = 0.5 * (t[1:] + t[:-1])
-        rates = [np.diff(cpu[g]) / np.diff(t) for g in GROUPS]
-        ax.stackplot(mid, rates, labels=GROUPS, step="mid", alpha=0.8)
+        shared = MODES[mode][0]["dft"].get("shared", False)
+        groups = [g for g in GROUPS if not (shared and g == "dft")]
+        rates = [np.diff(cpu[g]) / np.diff(t) for g in groups]
+        labels = ["surrogate + dft (shared)" if shared and g == "surrogate" else g
+                  for g in groups]
+        ax.stackplot(mid, rates, labels=labels, step="mid", alpha=0.8)
         ax.axvspan(*row["steady_window_s"], color="0.9", zorder=-1, label="steady part")
         ax.axhline(CORES, color="k", lw=0.8)
         ax.set_ylim(0, CORES + 0.4)
         ax.set_xlabel("wall time (s)")
         ax.set_ylabel("cores in use")
-        ax.set_title(f"{'overlap (default)' if overlap else '--no-overlap'}: "
-                     f"{row['utilization']:.0%} whole, {row['steady_utilization']:.0%} steady",
-                     fontsize=9)
+        ax.set_title(f"{mode}: {row['utilization']:.0%} whole, "
+                     f"{row['steady_utilization']:.0%} steady, {row['wall_s']:.0f} s", fontsize=9)
         ax.legend(loc="lower right", fontsize=7)
-    fig.suptitle("REX on Cu13 (CHGNet + Δ, EMT oracle burning CPU), local HTEx, "
-                 "1 surrogate + 1 dft worker on 2 cores", fontsize=10)
+    fig.suptitle("REX on Cu13 (CHGNet + Δ, EMT oracle burning CPU), local HTEx on 2 cores, "
+                 "no more workers than cores", fontsize=10)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 

@@ -28,11 +28,7 @@ from pesflow.executors.site import DFTSettings
 TIMEOUT_STATUS = 124
 
 
-@bash_app(
-    executors=["dft"],
-    ignore_for_cache=["parsl_resource_specification", "stdout", "stderr"],
-)
-def dft_app(
+def dft_command(
     task_dir: str,
     ranks: int,
     launcher: str = "mpiexec",
@@ -53,13 +49,20 @@ def dft_app(
     return f"cd {shlex.quote(str(task_dir))} && {shlex.join(argv)}"
 
 
+_IGNORED = ["parsl_resource_specification", "stdout", "stderr"]
+dft_app = bash_app(dft_command, executors=["dft"], ignore_for_cache=_IGNORED)
+#: ``dft_app`` on the surrogate workers (site ``dft.shared``)
+shared_dft_app = bash_app(dft_command, executors=["surrogate"], ignore_for_cache=_IGNORED)
+
+
 def submit_dft(
     task_dir: str | Path,
     settings: DFTSettings,
     resource_specification: dict | None = None,
     timeout: float | None = None,
 ) -> Future:
-    """Launch the prepared single point in ``task_dir`` on the ``dft`` executor.
+    """Launch the prepared single point in ``task_dir`` on the ``dft`` executor (the
+    ``surrogate`` one with ``shared: true``).
 
     MPI's stdout and stderr go to ``task_dir/mpi.out`` and ``task_dir/mpi.err`` (GPAW's
     own log is ``gpaw.txt``). ``settings`` is the site's ``dft`` section (ranks,
@@ -69,8 +72,9 @@ def submit_dft(
     task = Path(task_dir).resolve()
     if read_result(task).status not in ("ok", "missing"):
         (task / "result.json").unlink()  # a stale failure must not be read back as this run's
+    app = shared_dft_app if settings.shared else dft_app
     # Keywords only: a bash app turns every defaulted parameter into a keyword argument.
-    return dft_app(
+    return app(
         str(task),
         ranks=settings.ranks,
         launcher=settings.launcher,

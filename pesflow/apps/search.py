@@ -5,6 +5,7 @@ surrogate of a published model version; ``oracle_app`` (label ``dft``) runs an o
 task (a single point, or a few BFGS steps) whose every evaluation is a hash-named file
 in the run dir (:mod:`pesflow.dft.oracle`); GPAW evaluations are MPI jobs launched from
 the worker. Both return the result and the CPU seconds the task used.
+``shared_oracle_app`` is ``oracle_app`` on the ``surrogate`` workers (site ``dft.shared``).
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ if TYPE_CHECKING:
     from pesflow.search.tasks import OracleResult, Result, Task
 
 
-@python_app(executors=["surrogate"], ignore_for_cache=["parsl_resource_specification"])
-def surrogate_app(
+def run_surrogate_task(
     task: Task, ref: SurrogateRef, parsl_resource_specification: dict | None = None
 ) -> tuple[Result, dict[str, float]]:
     """Run a surrogate task in model version ``ref.version``; (result, CPU seconds)."""
@@ -39,8 +39,7 @@ def surrogate_app(
     return result, {"thread": time.thread_time() - start}
 
 
-@python_app(executors=["dft"], ignore_for_cache=["parsl_resource_specification"])
-def oracle_app(
+def run_oracle_task(
     task: Task,
     level: GPAWSettings | StandIn,
     root: str,
@@ -72,3 +71,9 @@ def oracle_app(
         mpi = sum(launch.ranks * (r.wall_time or 0.0) for _, computed, r in calculator.records
                   if computed)
     return result, {"thread": time.thread_time() - start, "mpi": mpi}
+
+
+_SPEC = ["parsl_resource_specification"]
+surrogate_app = python_app(run_surrogate_task, executors=["surrogate"], ignore_for_cache=_SPEC)
+oracle_app = python_app(run_oracle_task, executors=["dft"], ignore_for_cache=_SPEC)
+shared_oracle_app = python_app(run_oracle_task, executors=["surrogate"], ignore_for_cache=_SPEC)

@@ -30,6 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--results", metavar="DIR",
                         help="also copy results.json and the figures here (e.g. a directory "
                         "under version control, while --out stays outside it)")
+    parser.add_argument("--only", action="append", default=[], metavar="PATTERN",
+                        help="run only the cells PROBLEM/ALGORITHM/PRIOR matching this shell "
+                        "pattern (repeatable; e.g. 'LJ26/*/morse6'); results cover every cell")
     parser.add_argument("--report", action="store_true",
                         help="only rebuild results.json and the figures from --out")
     parser.add_argument("--quiet", action="store_true", help="no line per finished repeat")
@@ -51,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         *(["--repeats", str(args.repeats)] if args.repeats is not None else []),
         *(["--parallel", str(args.parallel)] if args.parallel is not None else []),
         *(["--results", args.results] if args.results is not None else []),
+        *[arg for pattern in args.only for arg in ("--only", pattern)],
     ])
 
     def say(line: str) -> None:
@@ -66,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         results = run_campaign(campaign, site, args.out, args.quick, args.repeats,
                                args.parallel, on_event=say, command=command,
-                               publish=args.results)
+                               publish=args.results, only=args.only)
     except KeyboardInterrupt:
         print("interrupted; the results so far are in results.json", file=sys.stderr)
         return 130

@@ -158,6 +158,9 @@ def build_config(site: SiteConfig, run_dir: str | Path) -> Config:
     return Config(
         executors=executors,
         run_dir=str(parsl_dir),
+        # Parsl starts a site's initial blocks at its first strategy tick, not at load:
+        # with its default 5 s, every run began with the workers not yet started.
+        strategy_period=1,
         retries=site.retries,
         usage_tracking=0,
     )

@@ -9,6 +9,8 @@ provider. The labels are fixed because the apps are bound to them:
   jobs can share a node.
 - ``gpu``: one worker per accelerator (optional).
 
+With ``dft: {shared: true}`` oracle tasks run on the ``surrogate`` workers instead.
+
 ``kind: threads`` runs every label in a ThreadPoolExecutor inside this process (laptops,
 tests); ``kind: htex`` starts HighThroughputExecutor workers on a local or SLURM provider.
 """
@@ -98,12 +100,31 @@ class SurrogateSettings(_Label):
 
 
 class DFTSettings(_Label):
-    """Workers that each launch one MPI job of ``ranks`` ranks."""
+    """Workers that each launch one MPI job of ``ranks`` ranks.
+
+    ``shared: true`` runs oracle tasks on the surrogate workers instead of a pool of their
+    own (one machine, a serial oracle): whichever work there is fills every core, and an
+    oracle task starts before any surrogate task that waits. ``workers`` and ``provider``
+    are then unused.
+    """
 
     workers: int = Field(1, ge=1, description="concurrent MPI jobs per node")
     ranks: int = Field(10, ge=1, description="MPI ranks per DFT job")
     launcher: Literal["mpiexec", "srun"] = "mpiexec"
     mpi_args: list[str] = Field(default_factory=list, description="extra launcher arguments")
+    shared: bool = Field(
+        False, description="run oracle tasks on the surrogate workers, one core each (ranks: 1)"
+    )
+
+    @model_validator(mode="after")
+    def _shared_is_serial(self) -> DFTSettings:
+        if self.shared and self.ranks != 1:
+            raise ValueError(
+                f"shared: true runs each oracle task on one surrogate worker's core, but ranks "
+                f"is {self.ranks}: set 'ranks: 1', or drop 'shared' to give DFT workers of "
+                "their own"
+            )
+        return self
 
 
 class GPUSettings(_Label):
@@ -171,9 +192,16 @@ class SiteConfig(_Strict):
         return self
 
     def labels(self) -> dict[str, SurrogateSettings | DFTSettings | GPUSettings]:
-        """The configured executor labels and their settings."""
-        found = {"surrogate": self.surrogate, "dft": self.dft, "gpu": self.gpu}
+        """The executors this site starts, by label, and their settings (``dft`` with
+        ``shared: true`` has none: its tasks run on the ``surrogate`` executor)."""
+        dft = None if self.dft.shared else self.dft
+        found = {"surrogate": self.surrogate, "dft": dft, "gpu": self.gpu}
         return {label: cfg for label, cfg in found.items() if cfg is not None}
+
+    @property
+    def oracle_workers(self) -> int:
+        """How many oracle tasks may run at once (per block)."""
+        return self.surrogate.workers if self.dft.shared else self.dft.workers
 
     def resource_specification(self, priority: int | None = None) -> dict:
         """The ``parsl_resource_specification`` for an app call on this site.
@@ -211,6 +239,9 @@ class SiteConfig(_Strict):
                     f"  note: dft runs {cfg.workers} x {cfg.ranks} ranks on {cores} cores per "
                     "node: ranks will share cores"
                 )
+        if self.dft.shared:
+            lines.append("  dft: oracle tasks on the surrogate workers (shared), before any "
+                         "waiting surrogate task")
         if "gpu" not in self.labels():
             lines.append("  gpu: not configured (apps on 'gpu' cannot run on this site)")
         return lines

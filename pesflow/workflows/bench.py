@@ -43,7 +43,7 @@ import queue
 import re
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -954,6 +954,7 @@ def run_campaign(
     on_event: Callable[[str], None] | None = None,
     command: str = "",
     publish: str | Path | None = None,
+    only: Sequence[str] = (),
 ) -> dict:
     """Run (or continue) a campaign in ``out``; returns the results (``results.json``).
 
@@ -961,6 +962,8 @@ def run_campaign(
     others judged, resumed or started, ``parallel`` at a time (default: the site's
     cores). KeyboardInterrupt stops the session; the results so far are written first.
     ``publish``: a directory that also gets ``results.json`` and the figures.
+    ``only``: run just the cells whose ``problem/algorithm/prior`` matches one of these
+    shell patterns (e.g. ``LJ26/*/morse6``); the results still cover every cell.
     """
     from pesflow.executors import parsl_session
     from pesflow.executors.leftovers import stop_leftovers
@@ -973,7 +976,8 @@ def run_campaign(
     _check_out(out)
     target = _check_publish(publish, out)
     plan = plan_campaign(campaign, out, quick, repeats)
-    statuses = [(r, repeat_status(r)) for r in plan.repeats]
+    chosen = select_cells(plan, only)
+    statuses = [(r, repeat_status(r)) for cell in chosen for r in cell.repeats]
     parallel = parallel or site_cores(site)
     # Validated: from here on files are written.
     out.mkdir(parents=True, exist_ok=True)
@@ -988,7 +992,7 @@ def run_campaign(
                [(r, s) for r, s in statuses if s == "new"]
         done = len(statuses) - len(todo)
         on_event(f"campaign {campaign.name}{' (quick)' if quick else ''}: {len(statuses)} "
-                 f"repeats in {len(plan.cells)} cells; {done} finished, "
+                 f"repeats in {len(chosen)} of {len(plan.cells)} cells; {done} finished, "
                  f"{sum(s == 'open' for _, s in todo)} to judge or resume, "
                  f"{sum(s == 'new' for _, s in todo)} to start; {parallel} at a time on "
                  f"site {site.name or site.kind} ({site_cores(site)} cores)")
@@ -1026,6 +1030,23 @@ def run_campaign(
         return write_results(plan, command, target)
     finally:
         lock.release()
+
+
+def select_cells(plan: Plan, only: Sequence[str] = ()) -> list[Cell]:
+    """The cells of ``plan`` whose ``problem/algorithm/prior`` matches one of ``only``
+    (shell patterns; none given: every cell). A pattern that matches nothing is refused."""
+    from fnmatch import fnmatchcase
+
+    if not only:
+        return list(plan.cells)
+    for pattern in only:
+        if not any(fnmatchcase(cell.key, pattern) for cell in plan.cells):
+            keys = ", ".join(cell.key for cell in plan.cells[:6])
+            raise InputError(
+                f"--only {pattern!r} matches no cell of campaign {plan.campaign.name} (cells "
+                f"are PROBLEM/ALGORITHM/PRIOR, e.g. {keys}{', ...' if len(plan.cells) > 6 else ''})"
+            )
+    return [cell for cell in plan.cells if any(fnmatchcase(cell.key, p) for p in only)]
 
 
 # ---------------------------------------------------------------------------- results
@@ -1167,5 +1188,6 @@ __all__ = [
     "repeat_status",
     "report",
     "run_campaign",
+    "select_cells",
     "write_results",
 ]

@@ -76,6 +76,8 @@ def site_cores(site: SiteConfig) -> int:
     """Cores a run on ``site`` occupies (for CPU time = cores × wall time)."""
     if site.cores is not None:
         return site.cores
+    if site.dft.shared:
+        return site.surrogate.workers
     return site.surrogate.workers + site.dft.workers * site.dft.ranks
 
 
@@ -110,6 +112,7 @@ class _Submitted:
     attempts: int = 0
     version: int = 0  # model version a surrogate task runs in
     start: float = field(default_factory=time.perf_counter)
+    round: int = 0  # which proposal it came from (its place in a shared pool's queue)
 
 
 class SearchRun:
@@ -143,7 +146,7 @@ class SearchRun:
         # Oracle tasks allowed to wait for a free dft worker before the engine is paused:
         # walkers run ahead of the oracle, but not by an ever longer queue of candidates
         # chosen with an ever older model. (Parsl gets no more oracle tasks than dft workers.)
-        self.oracle_backlog = max(1, site.dft.workers)
+        self.oracle_backlog = max(1, site.oracle_workers)
         # Surrogate tasks handed to Parsl at a time: enough to keep every worker busy.
         # Parsl launches the tasks of all executors from one thread in submission order,
         # so an oracle task submitted behind a thousand surrogate tasks would wait for them.
@@ -173,6 +176,7 @@ class SearchRun:
         self.batch: list[int] | None = None  # deterministic: this batch's task ids, in order
         self.batch_results: dict[int, Result] = {}
         self.resubmit: list[Task] = []  # async resume: submit these first
+        self.rounds = 0  # proposals launched in this session
         self.cut: int | None = None  # deterministic: index where the budget cut the batch
         self._session_start = time.perf_counter()
         self._process_start = time.process_time()
@@ -353,15 +357,22 @@ class SearchRun:
         return SurrogateRef(self.config.prior, version, path, self.config.device)
 
     def _submit(self, entry: _Submitted, events: queue.Queue) -> None:
-        from pesflow.apps.search import oracle_app, surrogate_app
+        from pesflow.apps.search import oracle_app, shared_oracle_app, surrogate_app
 
         task = entry.task
         entry.attempts += 1
         entry.start = time.perf_counter()
-        spec = self.site.resource_specification()
-        if isinstance(task, OracleTask):
-            future = oracle_app(task, self.level, str(self.dir.oracle), f"task{task.id}",
-                                self.launch, parsl_resource_specification=spec)
+        oracle = isinstance(task, OracleTask)
+        # One pool for both (dft.shared): tasks run round by round in the order the engine
+        # asked for them, a round's surrogate work first, so the walkers' next round starts
+        # at once and oracle tasks fill the workers it leaves idle; none waits more than a round.
+        shared = self.site.dft.shared
+        spec = self.site.resource_specification(
+            priority=2 * entry.round + oracle if shared else None)
+        if oracle:
+            app = shared_oracle_app if shared else oracle_app
+            future = app(task, self.level, str(self.dir.oracle), f"task{task.id}",
+                         self.launch, parsl_resource_specification=spec)
         else:
             version = task.model_version if self.deterministic else self.model_version
             entry.version = version
@@ -392,7 +403,7 @@ class SearchRun:
             else:
                 remaining = self.budget_calls - self._reserved()
                 running = sum(isinstance(s.task, OracleTask) for s in self.submitted.values())
-                if remaining <= 0 or self.closing or running >= self.site.dft.workers:
+                if remaining <= 0 or self.closing or running >= self.site.oracle_workers:
                     return  # Parsl would only queue it: keep it here, in order
             entry = self.held.pop(0)
             if _max_calls(entry.task) > remaining:  # an oracle relaxation: each step is a call
@@ -442,8 +453,9 @@ class SearchRun:
         # one whole round of oracle tasks may wait, so a REX round never stalls its walkers
         self.oracle_backlog = max(self.oracle_backlog,
                                   sum(isinstance(t, OracleTask) for t in tasks))
+        self.rounds += 1
         for task in tasks:
-            entry = _Submitted(task, attempts=self.attempts.get(task.id, 0))
+            entry = _Submitted(task, attempts=self.attempts.get(task.id, 0), round=self.rounds)
             if isinstance(task, OracleTask):
                 self.held.append(entry)
             else:
