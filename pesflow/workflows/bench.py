@@ -544,6 +544,12 @@ class Criterion:
         return bool(graph or abs(basin - spec.energy) <= spec.threshold), basin
 
 
+def problem_criterion(campaign: Campaign, problem: ProblemEntry) -> Criterion:
+    """The success test of ``problem`` in ``campaign`` (its fixed atoms left out)."""
+    fixed = len(problem.problem.build().template)
+    return Criterion(problem.success, campaign.oracle, fixed)
+
+
 def _criterion_check(campaign: Campaign, problem: ProblemEntry) -> None:
     """Raise :class:`InputError` for a success criterion that cannot be judged."""
     spec = problem.success
@@ -762,9 +768,7 @@ class CampaignSession:
     def criterion(self, repeat: Repeat) -> Criterion:
         if repeat.problem not in self.criteria:
             entry = next(c.problem for c in self.plan.cells if c.problem.name == repeat.problem)
-            fixed = len(entry.problem.build().template)
-            self.criteria[repeat.problem] = Criterion(entry.success, self.plan.campaign.oracle,
-                                                      fixed)
+            self.criteria[repeat.problem] = problem_criterion(self.plan.campaign, entry)
         return self.criteria[repeat.problem]
 
     def _record(self, repeat: Repeat) -> dict:
@@ -862,6 +866,8 @@ class CampaignSession:
         The loop is :func:`pesflow.workflows.search.drive` with new runs started as
         others finish. On KeyboardInterrupt the active runs keep their last checkpoint.
         """
+        from pesflow.workflows.search import arrived
+
         events: queue.Queue = queue.Queue()
         pending = deque(todo)
         active: list[_Active] = []
@@ -885,15 +891,7 @@ class CampaignSession:
                             after_each()
                 if not active:
                     break
-                try:
-                    touched = [events.get(timeout=self.poll)]
-                except queue.Empty:
-                    touched = []
-                while True:
-                    try:
-                        touched.append(events.get_nowait())
-                    except queue.Empty:
-                        break
+                touched = arrived(events, self.poll)
                 if after_each is not None and time.perf_counter() - last_save > SAVE_EVERY:
                     after_each()
                     last_save = time.perf_counter()
@@ -967,7 +965,7 @@ def run_campaign(
     """
     from pesflow.executors import parsl_session
     from pesflow.executors.leftovers import stop_leftovers
-    from pesflow.workflows.search import _logging_to, site_cores
+    from pesflow.workflows.search import logging_to, site_cores
 
     on_event = on_event or (lambda line: None)
     out = Path(out).resolve()
@@ -1020,7 +1018,7 @@ def run_campaign(
                             len(stopped), stopped)
             interrupted = True
             try:
-                with _logging_to(out / "bench.log"), parsl_session(site, out):
+                with logging_to(out / "bench.log"), parsl_session(site, out):
                     session.drive(todo, after_each=save_session)
                 interrupted = False
             finally:
@@ -1184,6 +1182,7 @@ __all__ = [
     "load_campaign",
     "parse_campaign",
     "plan_campaign",
+    "problem_criterion",
     "read_record",
     "repeat_status",
     "report",

@@ -752,16 +752,7 @@ def drive(
         for run in active:
             run.fill(events)
         while active:
-            try:
-                touched = [events.get(timeout=poll)]
-            except queue.Empty:
-                touched = []
-            while True:  # take everything that has arrived, then step once
-                try:
-                    touched.append(events.get_nowait())
-                except queue.Empty:
-                    break
-            for run, task_id, future in touched:
+            for run, task_id, future in arrived(events, poll):
                 run.take(task_id, future, events)
             for run in list(active):
                 run.commit(events)
@@ -778,6 +769,20 @@ def drive(
             run.close(clean=clean)
 
 
+def arrived(events: queue.Queue, timeout: float) -> list:
+    """Everything on ``events``: wait up to ``timeout`` s for the first, then take the
+    rest without waiting (the loop then steps each run once for all of them)."""
+    try:
+        got = [events.get(timeout=timeout)]
+    except queue.Empty:
+        return []
+    while True:
+        try:
+            got.append(events.get_nowait())
+        except queue.Empty:
+            return got
+
+
 def run_search(
     config: RunConfig,
     site: SiteConfig,
@@ -789,7 +794,7 @@ def run_search(
 ) -> SearchRun:
     """Start a run in ``run_dir`` and drive it to the end of its budget."""
     Path(run_dir).mkdir(parents=True, exist_ok=True)
-    with _logging_to(RunDir(run_dir).log):
+    with logging_to(RunDir(run_dir).log):
         run = SearchRun.start(config, site, run_dir, deterministic=deterministic, stop=stop,
                               overlap=overlap)
         _drive_in_session([run], site, on_progress)
@@ -804,14 +809,14 @@ def resume_search(
     wall_time: float | None = None,
 ) -> SearchRun:
     """Continue the run in ``run_dir`` to the end of its budget."""
-    with _logging_to(RunDir(run_dir).require_run().log):
+    with logging_to(RunDir(run_dir).require_run().log):
         run = SearchRun.resume(run_dir, site, oracle_calls=oracle_calls, wall_time=wall_time)
         _drive_in_session([run], run.site, on_progress)
     return run
 
 
 @contextmanager
-def _logging_to(path: Path) -> Iterator[None]:
+def logging_to(path: Path) -> Iterator[None]:
     """pesflow's log records (INFO and up) also go to ``path`` for the block."""
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
@@ -1004,9 +1009,11 @@ def load_status(run_dir: str | Path) -> dict:
 
 __all__ = [
     "SearchRun",
+    "arrived",
     "drive",
     "load_run_model",
     "load_status",
+    "logging_to",
     "resume_search",
     "run_search",
     "site_cores",

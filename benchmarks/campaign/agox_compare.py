@@ -1,0 +1,371 @@
+"""Judge the AGOX side-by-side repeats with pesflow's own basin test and draw them beside
+pesflow's REX and GOFEE (issue #7 item 4; runs in ``.venv``).
+
+Reads the repeat directories ``agox_runner.py`` wrote (``AGOX_DIR/<problem>/AGOX-<ALG>/
+<prior>/r<NN>/``), judges every oracle evaluation up to the first success with the
+campaign's success criterion through :func:`pesflow.workflows.bench.problem_criterion` (the
+object ``pesflow bench`` judges with), and writes::
+
+    OUT/agox.json                       per problem and cell, the fields of a pesflow
+                                        results.json cell plus wall / process-CPU curves
+                                        and seconds per oracle call
+    OUT/<problem>-agox-vs-pesflow.png   success vs oracle calls and vs CPU time, AGOX's
+                                        cells and (--pesflow) pesflow's REX and GOFEE cells
+                                        of the same prior, 95 % bands
+
+    .venv/bin/python benchmarks/campaign/agox_compare.py runs/agox-standins \
+        --pesflow benchmarks/campaign/standins/results.json
+
+CPU time is pesflow's measure, cores × wall time without the success checks: an AGOX
+repeat runs on one core (``cores`` in its record), so it equals its wall time. The
+process CPU time is reported beside it. Only finished repeats enter the curves.
+Exit status: 0 done, 2 bad input (nothing written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from pesflow.errors import InputError
+
+ROOT = Path(__file__).resolve().parents[2]
+CAMPAIGN = ROOT / "benchmarks" / "campaign" / "standins.yaml"
+RECORD = "record.json"
+FRAMES = "evaluations.extxyz"
+RECORD_FORMAT = "agox-side-repeat"
+RESULTS_FORMAT = "agox-side-results"
+PESFLOW_RESULTS = "pesflow-bench-results"
+ALGORITHMS = {"rex": "AGOX-REX", "gofee": "AGOX-GOFEE"}
+CPU_UNIT = "CPU core-seconds (cores × wall)"  # pesflow's curve_cpu unit: same axis
+
+
+def _readable_dir(path: Path, what: str) -> Path:
+    if not path.exists():
+        raise InputError(f"{what} {path} does not exist")
+    if not path.is_dir():
+        raise InputError(f"{what} {path} is not a directory")
+    if not os.access(path, os.R_OK | os.X_OK):
+        raise InputError(f"{what} {path} is not readable")
+    return path
+
+
+def _read_record(path: Path) -> dict | None:
+    try:
+        record = json.loads((path / RECORD).read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        raise InputError(f"{path / RECORD} cannot be read ({error}); remove the repeat "
+                         "directory and rerun agox_runner.py for it") from None
+    if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
+        raise InputError(f"{path / RECORD} is not an agox_runner.py record")
+    return record
+
+
+def find_repeats(agox_dir: Path, problems: list[str] | None,
+                 algorithms: list[str] | None) -> dict[tuple[str, str, str], list[Path]]:
+    """Repeat directories by (problem, algorithm label, prior), sorted by repeat."""
+    cells: dict[tuple[str, str, str], list[Path]] = {}
+    wanted = None if algorithms is None else {ALGORITHMS[a] for a in algorithms}
+    for problem_dir in sorted(p for p in agox_dir.iterdir() if p.is_dir()):
+        if problems is not None and problem_dir.name not in problems:
+            continue
+        for alg_dir in sorted(p for p in problem_dir.iterdir() if p.is_dir()):
+            if alg_dir.name not in ALGORITHMS.values():
+                continue
+            if wanted is not None and alg_dir.name not in wanted:
+                continue
+            for prior_dir in sorted(p for p in alg_dir.iterdir() if p.is_dir()):
+                repeats = sorted(p for p in prior_dir.iterdir()
+                                 if p.is_dir() and p.name.startswith("r"))
+                if repeats:
+                    cells[(problem_dir.name, alg_dir.name, prior_dir.name)] = repeats
+    if not cells:
+        raise InputError(f"no agox_runner.py repeats under {agox_dir} (expected "
+                         "<problem>/AGOX-REX|AGOX-GOFEE/<prior>/rNN/); check the directory "
+                         "and --problems/--algorithms")
+    return cells
+
+
+def judge_repeat(path: Path, record: dict, criterion) -> dict:
+    """Every evaluation judged up to the first success, as ``pesflow bench`` records it."""
+    from ase.io import read
+
+    try:
+        frames = read(path / FRAMES, index=":", format="extxyz") \
+            if (path / FRAMES).exists() else []
+    except Exception as error:  # ASE raises many types for damaged files
+        raise InputError(f"{path / FRAMES} cannot be read ({error}); remove the repeat "
+                         "directory and rerun agox_runner.py for it") from None
+    if len(frames) != record["oracle_calls"]:
+        raise InputError(f"{path}: {len(frames)} frames in {FRAMES} but the record says "
+                         f"{record['oracle_calls']} oracle calls; remove the repeat directory "
+                         "and rerun agox_runner.py for it")
+    cores = float(record.get("cores", 1))
+    rows, success, seconds = [], None, 0.0
+    for atoms in frames:
+        energy = float(atoms.get_potential_energy())
+        verdict = basin = None
+        if success is None:
+            start = time.perf_counter()
+            verdict, basin = criterion.check(atoms, energy)
+            seconds += time.perf_counter() - start
+        row = {"call": int(atoms.info["call"]), "energy": energy,
+               "wall_time": float(atoms.info["wall_time"]),
+               "cpu_time": cores * float(atoms.info["wall_time"]),
+               "process_cpu_time": float(atoms.info["cpu_time"]),
+               "success": verdict, "basin_energy": basin,
+               "runner_basin_energy": atoms.info.get("basin_energy")}
+        rows.append(row)
+        if verdict:
+            success = row
+    runner = record.get("success")
+    agree = (runner or {}).get("call") == (success or {}).get("call") if (
+        runner is not None or success is not None) else True
+    basins = [r["basin_energy"] for r in rows if r["basin_energy"] is not None]
+    return {
+        "seed": record["seed"], "rows": rows, "success": success, "judge_seconds": seconds,
+        "calls_at_end": max(record["oracle_calls"], success["call"] if success else 0),
+        "wall_at_end": record["wall_time"], "cpu_at_end": cores * record["wall_time"],
+        "process_cpu_at_end": record["cpu_time"],
+        "best_energy": min((r["energy"] for r in rows), default=None),
+        "best_basin_energy": min(basins, default=None),
+        "runner_agrees": agree, "runner_success_call": (runner or {}).get("call"),
+        "stop_reason": record.get("stop_reason"), "budget": record["budget"],
+    }
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def cell_results(problem: str, label: str, prior: str, paths: list[Path], criterion) -> dict:
+    """A results.json-like cell for one AGOX algorithm and prior."""
+    from pesflow.search.success import first_reached, success_curve
+
+    records = [(p, _read_record(p)) for p in paths]
+    finished = [(p, r) for p, r in records if r and r.get("finished")]
+    judged = [judge_repeat(p, r, criterion) for p, r in finished]
+    first = next((r for _, r in records if r), {})
+
+    def at(key: str) -> list:
+        return [j["success"][key] if j["success"] else None for j in judged]
+
+    calls = at("call")
+    calls_end = [j["calls_at_end"] for j in judged]
+    per_call_wall = [j["wall_at_end"] / j["calls_at_end"] for j in judged if j["calls_at_end"]]
+    per_call_cpu = [j["process_cpu_at_end"] / j["calls_at_end"] for j in judged
+                    if j["calls_at_end"]]
+    total_calls = sum(calls_end)
+    result: dict[str, Any] = {
+        "problem": problem, "algorithm": label, "engine": first.get("engine"),
+        "settings": first.get("settings"), "prior": prior, "prior_spec": first.get("prior_spec"),
+        "delta_model": first.get("delta_model", True), "repeats": len(paths),
+        "finished": len(finished),
+        "failed": sum(bool(r and r.get("error")) for _, r in records),
+        "successes": sum(c is not None for c in calls),
+        "success_calls": calls, "success_cpu_s": at("cpu_time"),
+        "success_wall_s": at("wall_time"), "success_process_cpu_s": at("process_cpu_time"),
+        "calls_at_end": calls_end, "cpu_s_at_end": [j["cpu_at_end"] for j in judged],
+        "wall_s_at_end": [j["wall_at_end"] for j in judged],
+        "process_cpu_s_at_end": [j["process_cpu_at_end"] for j in judged],
+        "censored": sum(c is None for c in calls),
+        "budgets": [json.loads(b) for b in sorted({json.dumps(j["budget"], sort_keys=True)
+                                                   for j in judged})],
+        "best_raw_energy": [j["best_energy"] for j in judged],
+        "best_basin_energy": [j["best_basin_energy"] for j in judged],
+        "seeds": [j["seed"] for j in judged],
+        "stop_reasons": [j["stop_reason"] for j in judged],
+        "check_seconds": sum(j["judge_seconds"] for j in judged),
+        "seconds_per_oracle_call": {
+            "wall_median": _median(per_call_wall), "process_cpu_median": _median(per_call_cpu),
+            "wall_total": (sum(j["wall_at_end"] for j in judged) / total_calls
+                           if total_calls else None),
+            "process_cpu_total": (sum(j["process_cpu_at_end"] for j in judged) / total_calls
+                                  if total_calls else None),
+            "per_repeat_wall": per_call_wall, "per_repeat_process_cpu": per_call_cpu,
+        },
+        "judge_disagreements": [
+            {"repeat": p.name, "runner_success_call": j["runner_success_call"],
+             "pesflow_success_call": j["success"]["call"] if j["success"] else None}
+            for (p, _), j in zip(finished, judged, strict=True) if not j["runner_agrees"]],
+        "evaluations": {p.name: j["rows"] for (p, _), j in zip(finished, judged, strict=True)},
+    }
+    if judged:
+        curves = {
+            "curve_calls": success_curve(calls, calls_end, label=label),
+            "curve_cpu": success_curve(at("cpu_time"), result["cpu_s_at_end"], unit=CPU_UNIT,
+                                       label=label),
+            "curve_wall": success_curve(at("wall_time"), result["wall_s_at_end"],
+                                        unit="wall seconds", label=label),
+            "curve_process_cpu": success_curve(at("process_cpu_time"),
+                                               result["process_cpu_s_at_end"],
+                                               unit="process CPU seconds", label=label),
+        }
+        result["median_calls_to_success"] = first_reached(curves["curve_calls"])
+        result["median_cpu_s_to_success"] = first_reached(curves["curve_cpu"])
+        result["median_wall_s_to_success"] = first_reached(curves["curve_wall"])
+        result.update({k: c.todict() for k, c in curves.items()})
+    return result
+
+
+def read_pesflow(path: Path | None) -> dict | None:
+    if path is None:
+        return None
+    try:
+        results = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"--pesflow {path} does not exist; give a pesflow bench "
+                         "results.json") from None
+    except (OSError, ValueError) as error:
+        raise InputError(f"--pesflow {path} cannot be read as JSON ({error})") from None
+    if not isinstance(results, dict) or results.get("format") != PESFLOW_RESULTS:
+        raise InputError(f"--pesflow {path} is not a pesflow bench results.json "
+                         f"(format {PESFLOW_RESULTS!r})")
+    return results
+
+
+def pesflow_cells(results: dict | None, problem: str, prior: str, success: dict) -> dict:
+    """pesflow's REX and GOFEE cells of ``problem`` and ``prior`` (label -> cell)."""
+    if results is None or problem not in results.get("problems", {}):
+        return {}
+    entry = results["problems"][problem]
+    theirs = entry.get("success", {})
+    for key in ("criterion", "energy", "threshold"):
+        if theirs.get(key) != success.get(key):
+            raise InputError(f"--pesflow: problem {problem} was judged with {key} "
+                             f"{theirs.get(key)!r}, the campaign says {success.get(key)!r}; "
+                             "compare results of the same campaign")
+    return {f"pesflow {c['algorithm']}": c for c in entry["cells"].values()
+            if c.get("engine") in ("rex", "gofee") and c.get("prior") == prior}
+
+
+def plot_problem(problem: str, cells: dict[str, dict], theirs: dict[str, dict[str, dict]],
+                 path: Path) -> Path | None:
+    """One row per prior: success vs oracle calls and vs CPU time (log)."""
+    from pesflow.search.success import SuccessCurve, SuccessPanel, plot_success_panels
+
+    rows = []
+    for prior in dict.fromkeys(k.split("/", 1)[1] for k in cells):
+        curves_calls: dict[str, SuccessCurve] = {}
+        curves_cpu: dict[str, SuccessCurve] = {}
+        for label, cell in theirs.get(prior, {}).items():
+            if "curve_calls" in cell:
+                curves_calls[label] = SuccessCurve.fromdict(cell["curve_calls"])
+                curves_cpu[label] = SuccessCurve.fromdict(cell["curve_cpu"])
+        for key, cell in cells.items():
+            if key.split("/", 1)[1] == prior and "curve_calls" in cell:
+                label = cell["algorithm"].replace("-", " ")
+                curves_calls[label] = SuccessCurve.fromdict(cell["curve_calls"])
+                curves_cpu[label] = SuccessCurve.fromdict(cell["curve_cpu"])
+        if curves_calls:
+            spec = next(c["prior_spec"] for k, c in cells.items() if k.endswith("/" + prior))
+            rows.append([SuccessPanel(curves_calls, f"prior {spec} + Δ-model: oracle calls"),
+                         SuccessPanel(curves_cpu, f"prior {spec} + Δ-model: CPU time",
+                                      xlog=True)])
+    if not rows:
+        return None
+    return plot_success_panels(rows, path, title=f"{problem}: AGOX 3.11 vs pesflow "
+                                                 "(basin test; CPU = cores × wall)")
+
+
+def compare(agox_dir: Path, out: Path, campaign_path: Path, pesflow: Path | None,
+            problems: list[str] | None, algorithms: list[str] | None,
+            command: str = "") -> dict:
+    """Judge, summarise and draw; returns what is written to ``OUT/agox.json``."""
+    from pesflow.workflows.bench import load_campaign, problem_criterion
+
+    agox_dir = _readable_dir(agox_dir.resolve(), "AGOX directory")
+    campaign = load_campaign(campaign_path)
+    entries = {p.name: p for p in campaign.problems}
+    for name in problems or []:
+        if name not in entries:
+            raise InputError(f"--problems: unknown problem {name!r}; campaign "
+                             f"{campaign.name} has {', '.join(entries)}")
+    found = find_repeats(agox_dir, problems, algorithms)
+    for problem, _, _ in found:
+        if problem not in entries:
+            raise InputError(f"{agox_dir / problem}: problem {problem!r} is not in campaign "
+                             f"{campaign.name} ({', '.join(entries)}); pass --campaign")
+    theirs_all = read_pesflow(pesflow)
+    out = out.resolve()
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} exists and is not a directory")
+    summary: dict[str, Any] = {
+        "format": RESULTS_FORMAT, "version": 1, "command": command,
+        "agox_dir": str(agox_dir), "campaign": str(campaign_path),
+        "pesflow_results": None if pesflow is None else str(pesflow.resolve()),
+        "cpu_time": "cores × wall time without success checks (cores = 1 per AGOX repeat)",
+        "problems": {},
+    }
+    judged = []
+    for problem in dict.fromkeys(p for p, _, _ in found):
+        entry = entries[problem]
+        criterion = problem_criterion(campaign, entry)  # the one `pesflow bench` judges with
+        success = entry.success.model_dump(mode="json")
+        cells = {f"{alg}/{prior}": cell_results(problem, alg, prior, paths, criterion)
+                 for (p, alg, prior), paths in found.items() if p == problem}
+        theirs = {prior: pesflow_cells(theirs_all, problem, prior, success)
+                  for prior in dict.fromkeys(k.split("/", 1)[1] for k in cells)}
+        summary["problems"][problem] = {"success": success, "cells": cells,
+                                        "pesflow_cells": {pr: sorted(c) for pr, c in
+                                                          theirs.items()}}
+        judged.append((problem, cells, theirs))
+    # validated and judged: from here on files are written
+    out.mkdir(parents=True, exist_ok=True)
+    for problem, cells, theirs in judged:
+        figure = plot_problem(problem, cells, theirs, out / f"{problem}-agox-vs-pesflow.png")
+        summary["problems"][problem]["figure"] = None if figure is None else str(figure)
+    tmp = out / "agox.json.tmp"
+    tmp.write_text(json.dumps(summary, indent=1))
+    tmp.replace(out / "agox.json")
+    return summary
+
+
+def _line(cell: dict) -> str:
+    def num(value: float | None, fmt: str) -> str:
+        return "–" if value is None else format(value, fmt)
+
+    per = cell["seconds_per_oracle_call"]
+    return (f"{cell['problem']} {cell['algorithm']}/{cell['prior']}: "
+            f"{cell['successes']}/{cell['finished']} successes (median calls to success "
+            f"{num(cell.get('median_calls_to_success'), 'g')}), "
+            f"{num(per['wall_total'], '.2f')} s wall and "
+            f"{num(per['process_cpu_total'], '.2f')} s process CPU per oracle call"
+            + (f"; {len(cell['judge_disagreements'])} repeat(s) where the runner's own "
+               "judge disagreed" if cell["judge_disagreements"] else ""))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="agox_compare.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("agox_dir", type=Path, help="--out of agox_runner.py")
+    parser.add_argument("--pesflow", type=Path, default=None, metavar="RESULTS_JSON",
+                        help="a pesflow bench results.json to draw beside")
+    parser.add_argument("--campaign", type=Path, default=CAMPAIGN,
+                        help="campaign whose success criteria judge (default: standins.yaml)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="where agox.json and the figures go (default: AGOX_DIR)")
+    parser.add_argument("--problems", nargs="+", default=None)
+    parser.add_argument("--algorithms", nargs="+", choices=sorted(ALGORITHMS), default=None)
+    args = parser.parse_args(argv)
+    try:
+        summary = compare(args.agox_dir, args.out or args.agox_dir, args.campaign, args.pesflow,
+                          args.problems, args.algorithms, " ".join(sys.argv))
+    except InputError as error:
+        print(f"agox_compare.py: error: {error}", file=sys.stderr)
+        return 2
+    for problem in summary["problems"].values():
+        for cell in problem["cells"].values():
+            print(_line(cell))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

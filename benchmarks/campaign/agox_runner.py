@@ -1,0 +1,708 @@
+"""AGOX 3.11 half of the REX/GOFEE side-by-side on the LJ stand-ins (issue #7 item 4).
+
+Runs in ``.venv-agox`` and imports no pesflow. Each repeat runs AGOX's own REX
+(``agox.algorithms.ReplicaExchange``) or GOFEE (``agox.algorithms.GOFEE``) with the
+stand-in campaign's oracle, prior, Δ-model, algorithm settings and oracle budget
+(``benchmarks/campaign/standins.yaml``), one repeat after another::
+
+    .venv-agox/bin/python benchmarks/campaign/agox_runner.py --problem LJ26 \
+        --algorithm rex --prior-rho0 6 --repeats 10 --first-seed 1 --budget 100 \
+        --out runs/agox-standins
+
+Repeat r (seed = first-seed + r) goes to ``OUT/<problem>/AGOX-<ALG>/morse<ρ0>/r<NN>/``:
+
+- ``evaluations.extxyz``: every oracle call as a frame (energy, forces; info: ``call``,
+  ``wall_time`` and ``cpu_time`` (process CPU) since the repeat started, both without
+  the success checks, and the runner's own ``basin_energy``);
+- ``record.json``: seed, settings, budget, end figures, ``finished``;
+- ``agox.log`` (AGOX's own output), ``db-agox.db`` (AGOX's database) and the
+  confinement plots AGOX's generators draw.
+
+A repeat ends at its budget, or earlier at its first success: the runner applies the
+campaign's basin test (a copy of pesflow's numpy LJ + scipy L-BFGS relaxation) to every
+evaluation and stops there, as ``pesflow bench`` does. ``--run-to-budget`` turns that off.
+``agox_compare.py`` re-judges every frame with pesflow's own code.
+
+Ray stays off: AGOX's Ray pool is replaced by an in-process pool with the same interface
+(tasks run one after another, each on its own seeded global RNG as on a Ray actor), so a
+repeat uses one core (BLAS on one thread as well).
+
+Resumable at repeat granularity: finished repeats are skipped; an unfinished one is
+started again from scratch (AGOX has no resume). Exit status: 0 done, 1 some repeat
+raised (its record says why; a rerun retries it), 2 bad input (nothing written).
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")  # one core per repeat, as pesflow's workers
+
+import argparse  # noqa: E402
+import atexit  # noqa: E402
+import contextlib  # noqa: E402
+import datetime  # noqa: E402
+import fcntl  # noqa: E402
+import functools  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import shutil  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import traceback  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+RECORD = "record.json"
+FRAMES = "evaluations.extxyz"
+LOG = "agox.log"
+RECORD_FORMAT = "agox-side-repeat"
+#: Files a repeat directory of this runner may hold (an unfinished one is cleared).
+OWN_FILES = {RECORD, FRAMES, LOG}
+OWN_PREFIXES = ("db-agox.db", "confinement_plot_")  # AGOX's database (+ journal), plots
+
+# ------------------------------------------------------------------ the stand-in suite
+# Every number below is pesflow's; the comment names where it is defined.
+
+#: LJ oracle: pesflow/models/registry.py LJ_DEFAULTS (ε = 1 eV, σ = 2.5 Å, r_c = 20σ).
+LJ = {"sigma": 2.5, "epsilon": 1.0, "rc": 50.0}
+#: Morse prior: registry.py MORSE_DEFAULTS (minimum at 2^(1/6)σ); ρ0 from --prior-rho0.
+MORSE_EPSILON, MORSE_R0 = 1.0, 2 ** (1 / 6) * 2.5
+MORSE_RHO0_UNSET = float("nan")
+#: Problems and success: benchmarks/campaign/standins.yaml (basin test, threshold 1e-3;
+#: BasinSuccess defaults fmax 1e-3, steps 5000 in pesflow/workflows/bench.py).
+PROBLEMS = {"LJ26": (26, -108.315616), "LJ38": (38, -173.928427)}
+BASIN = {"threshold": 1e-3, "fmax": 1e-3, "steps": 5000}
+#: Element of the stand-in: pesflow/structures/problem.py LJ_STANDIN_SYMBOL.
+SYMBOL = "Cu"
+#: Surrogate relaxation threshold: Problem.fmax default (pesflow/structures/problem.py).
+FMAX = 0.05
+#: Δ-model: pesflow/models/delta.py DeltaSettings (+ campaign model_settings n_inducing).
+MODEL = {"r_cut": 7.0, "n_max": 3, "l_max": 2, "soap_sigma": 1.0, "amplitude": 1.0,
+         "length_scale": 40.0, "noise": 0.01, "n_inducing": 1000, "ensemble_size": 10,
+         "sigma_prior": 0.001, "sigma_label": 0.025, "jitter": 1e-8}
+#: REX: pesflow/search/rex.py REXSettings defaults with the campaign's settings.
+REX = {"n_walkers": 10, "kT_min": 0.1, "kT_max": 1.0, "amplitude_min": 0.1,
+       "amplitude_max": 5.0, "steps": 30, "swap_interval": 5, "oracle_interval": 5,
+       "oracle_count": 5, "oracle_from": 9}
+#: GOFEE: pesflow/search/gofee.py GOFEESettings defaults.
+GOFEE = {"n_candidates": 10, "n_walkers": 10, "kappa": 2.0, "steps": 100, "oracle_steps": 1,
+         "amplitude": 3.0, "rattle_fraction": 1.0, "random_iterations": 1,
+         "random_fraction": 0.0, "energy_window": 5.0}
+ALGORITHMS = {"rex": "AGOX-REX", "gofee": "AGOX-GOFEE"}
+
+
+class InputError(Exception):
+    """Bad input: one line saying what, where and how to fix it (exit status 2)."""
+
+
+class Stop(BaseException):  # not an Exception: AGOX's evaluators catch those
+    """Ends a repeat from inside the oracle (budget spent or basin reached)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def confinement(n: int) -> tuple[float, float]:
+    """Cell edge and confinement cube edge of pesflow's ``lj_cluster(n)``."""
+    side = round(1.5 * 2 ** (1 / 6) * LJ["sigma"] * n ** (1 / 3), 1)
+    return side + 10.0, side
+
+
+# ------------------------------------------------------------- basin test (pesflow's copy)
+# Copied from pesflow/workflows/bench.py (lj_energy_gradient, lj_local_minimum) so that a
+# repeat can stop at its first success as in `pesflow bench`; keep the two identical.
+
+
+def lj_energy_gradient(x: np.ndarray, n: int, sigma: float, epsilon: float,
+                       rc: float) -> tuple[float, np.ndarray]:
+    """Energy and gradient of ASE's LennardJones (non-periodic, not smooth)."""
+    p = x.reshape(n, 3)
+    d = p[:, None, :] - p[None, :, :]
+    r2 = np.einsum("ijk,ijk->ij", d, d)
+    np.fill_diagonal(r2, np.inf)
+    inside = r2 < rc * rc
+    s6 = np.where(inside, (sigma * sigma / r2) ** 3, 0.0)
+    e0 = 4 * epsilon * ((sigma / rc) ** 12 - (sigma / rc) ** 6)
+    energy = 0.5 * float(np.sum(np.where(inside, 4 * epsilon * (s6 * s6 - s6) - e0, 0.0)))
+    de_dr2 = np.where(inside, 4 * epsilon * (3 * s6 - 6 * s6 * s6) / r2, 0.0)
+    gradient = 2 * np.einsum("ij,ijk->ik", de_dr2, d)
+    return energy, gradient.ravel()
+
+
+def lj_local_minimum(positions: np.ndarray, sigma: float, epsilon: float, rc: float,
+                     fmax: float = 1e-3, steps: int = 5000) -> float:
+    """Energy after a local L-BFGS relaxation on the Lennard-Jones potential (numpy)."""
+    from scipy.optimize import minimize
+
+    n = len(positions)
+    result = minimize(lj_energy_gradient, np.asarray(positions).ravel(),
+                      args=(n, sigma, epsilon, rc), jac=True, method="L-BFGS-B",
+                      options={"maxiter": steps, "gtol": fmax / 10, "ftol": 1e-15,
+                               "maxcor": 20})
+    return float(result.fun)
+
+
+# ------------------------------------------------------------------------ Ray kept off
+
+
+class SerialPool:
+    """In-process stand-in for AGOX's Ray ``Pool`` (agox/utils/ray/pool.py).
+
+    Modules stay the live objects (nothing to synchronise); ``map`` runs the tasks one
+    after another. As ``Pool.map`` does, each task gets a seed drawn from the global
+    NumPy RNG and runs on a global RNG seeded with it (a Ray actor's); the caller's RNG
+    state is restored afterwards, so the main stream advances exactly as with Ray.
+    """
+
+    def __init__(self) -> None:
+        self.modules: dict = {}
+        self.attached_handlers: list = []
+
+    def get_key(self, module):
+        return module.ray_key
+
+    def add_module(self, module):
+        self.modules[module.ray_key] = module
+        return module.ray_key
+
+    def remove_module(self, module) -> None:
+        self.modules.pop(module.ray_key, None)
+
+    def map(self, functions, module_keys, args_fn, kwargs_fn) -> list:
+        if not isinstance(functions, list):
+            functions = [functions] * len(module_keys)
+        seeds = [np.random.randint(0, 10e6, size=1) for _ in functions]  # noqa: NPY002
+        results = []
+        for fn, keys, args, kwargs, seed in zip(functions, module_keys, args_fn, kwargs_fn,
+                                                seeds, strict=True):
+            outer = np.random.get_state()  # noqa: NPY002
+            np.random.seed(seed)  # noqa: NPY002
+            try:
+                results.append(fn(*[self.modules[k] for k in keys], *args, **kwargs))
+            finally:
+                np.random.set_state(outer)  # noqa: NPY002
+        return results
+
+    def task_map(self, tasks) -> list:
+        return self.map([t.function for t in tasks], [t.modules for t in tasks],
+                        [t.args for t in tasks], [t.kwargs for t in tasks])
+
+    def execute_on_actors(self, fn, module_key, args, kwargs) -> list:
+        return [fn(*[self.modules[k] for k in module_key], *args, **kwargs)]
+
+    def get_module_attributes(self, module, attributes) -> list[dict]:
+        return [{a: module.__dict__.get(a) for a in attributes}]
+
+    def set_module_attributes(self, module, attributes, values) -> None:
+        for attribute, value in zip(attributes, values, strict=True):
+            module.__dict__[attribute] = value
+
+    # Observer plumbing of the Ray pool: nothing to do in one process.
+    def attach(self, handler) -> None:
+        pass
+
+    def print_modules(self) -> None:
+        pass
+
+    def update_module_interconnections(self) -> None:
+        pass
+
+    def update_modules(self) -> None:
+        pass
+
+    def synchronize_module(self, module, attributes="all", writer=None, verbose=True) -> dict:
+        return {}
+
+
+class _NoRay:
+    """What AGOX's collectors call on ``ray`` (``ray.put``): the object itself."""
+
+    @staticmethod
+    def put(value):
+        return value
+
+
+_POOL: list[SerialPool] = []
+
+
+def keep_ray_off() -> None:
+    """Route every AGOX Ray use in the modules used here to :class:`SerialPool`."""
+    import agox.collectors.ray_collector as ray_collector
+    import agox.collectors.replica_exchange as rex_collector
+    import agox.utils.ray as agox_ray
+    import agox.utils.ray.pool_user as pool_user
+
+    import ray
+
+    def pool(**_):
+        return _POOL[-1], {"CPU": 1.0}
+
+    pool_user.get_ray_pool = pool  # RayPoolUser.__init__ (GPR, collectors, relaxer)
+    agox_ray.ray_startup = lambda **_: {"CPU": 1.0}  # ParallelAlgorithm.__init__
+    rex_collector.ray = ray_collector.ray = _NoRay
+
+    def refuse(*_, **__):
+        raise RuntimeError("agox_runner keeps Ray off, but something called ray.init")
+
+    ray.init = refuse
+
+
+# ---------------------------------------------------------------------- oracle + clock
+
+
+class Clock:
+    """Wall and process-CPU seconds since the repeat started, success checks excluded."""
+
+    def __init__(self) -> None:
+        self.wall0, self.cpu0 = time.perf_counter(), time.process_time()
+        self.excluded_wall = self.excluded_cpu = 0.0
+
+    def wall(self) -> float:
+        return time.perf_counter() - self.wall0 - self.excluded_wall
+
+    def cpu(self) -> float:
+        return time.process_time() - self.cpu0 - self.excluded_cpu
+
+    @contextlib.contextmanager
+    def excluded(self):
+        wall, cpu = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            self.excluded_wall += time.perf_counter() - wall
+            self.excluded_cpu += time.process_time() - cpu
+
+
+def extxyz_frame(atoms, energy: float, forces: np.ndarray, info: dict) -> str:
+    """One extended-XYZ frame with every float at full precision (repr): ASE's writer
+    rounds positions to 1e-8 Å, and a basin test from far above a minimum can end in
+    another minimum after such a change, so the frame must be the evaluated structure."""
+    cell = " ".join(repr(float(x)) for x in atoms.cell.array.ravel())
+    pbc = " ".join("T" if p else "F" for p in atoms.pbc)
+    extra = " ".join(f"{key}={int(value) if isinstance(value, int) else float(value)!r}"
+                     for key, value in info.items())
+    lines = [str(len(atoms)),
+             f'Lattice="{cell}" Properties=species:S:1:pos:R:3:forces:R:3 '
+             f'energy={energy!r} {extra} pbc="{pbc}"']
+    for symbol, position, force in zip(atoms.get_chemical_symbols(), atoms.positions,
+                                       forces, strict=True):
+        lines.append(" ".join([symbol, *(repr(float(x)) for x in (*position, *force))]))
+    return "\n".join(lines) + "\n"
+
+
+class Journal:
+    """Writes every oracle call as a frame, judges it and ends the repeat when due."""
+
+    def __init__(self, path: Path, budget: int, e_min: float, early_stop: bool) -> None:
+        self.path, self.budget, self.e_min, self.early_stop = path, budget, e_min, early_stop
+        self.clock = Clock()
+        self.calls = 0
+        self.best: float | None = None
+        self.best_basin: float | None = None
+        self.success: dict | None = None
+
+    def before_call(self) -> None:
+        if self.calls >= self.budget:  # never reached: the last budgeted call stops first
+            raise Stop("budget")
+
+    def record(self, atoms, energy: float, forces: np.ndarray) -> None:
+        self.calls += 1
+        wall, cpu = self.clock.wall(), self.clock.cpu()
+        with self.clock.excluded():  # success checks and writing are not search time
+            basin = lj_local_minimum(atoms.positions, LJ["sigma"], LJ["epsilon"], LJ["rc"],
+                                     BASIN["fmax"], BASIN["steps"])
+            info = {"call": self.calls, "wall_time": wall, "cpu_time": cpu,
+                    "basin_energy": basin}
+            with self.path.open("a") as handle:
+                handle.write(extxyz_frame(atoms, float(energy), np.asarray(forces), info))
+            self.best = energy if self.best is None else min(self.best, energy)
+            self.best_basin = basin if self.best_basin is None else min(self.best_basin, basin)
+            hit = abs(basin - self.e_min) <= BASIN["threshold"]
+            if hit and self.success is None:
+                self.success = {"call": self.calls, "wall_time": wall, "cpu_time": cpu,
+                                "energy": float(energy), "basin_energy": basin}
+        if hit and self.early_stop:
+            raise Stop("basin reached")
+        if self.calls >= self.budget:
+            raise Stop("budget")
+
+
+def counting_oracle(journal: Journal):
+    """pesflow's ``lj`` oracle (ASE LennardJones) that reports every call to ``journal``."""
+    from ase.calculators.calculator import all_changes
+    from ase.calculators.lj import LennardJones
+
+    class Oracle(LennardJones):
+        def calculate(self, atoms=None, properties=None, system_changes=all_changes):
+            journal.before_call()
+            super().calculate(atoms, properties, system_changes)  # energy and forces at once
+            journal.record(self.atoms, float(self.results["energy"]), self.results["forces"])
+
+    return Oracle(**LJ)
+
+
+# ----------------------------------------------------------------------- AGOX searches
+
+
+def _model(environment, database, rho0: float):
+    """The Δ-model: AGOX SparseGPR ensemble on SOAP with the Morse prior, pesflow's settings."""
+    from agox.models.ase_model import CalculatorModel
+    from agox.models.descriptors import SOAP
+    from agox.models.GPR.kernels import RBF
+    from agox.models.GPR.kernels import Constant as C
+    from agox.models.GPR.sGPR_ensemble import SparseGPREnsemble
+    from agox.utils.sparsifiers import CUR
+    from ase.calculators.morse import MorsePotential
+
+    m = MODEL
+    # unweighted, non-periodic SOAP as pesflow's (AGOX's config default is weighted,
+    # periodic; as in benchmarks/delta_model/agox_side.py)
+    descriptor = SOAP.from_species(species=environment.get_all_species(), r_cut=m["r_cut"],
+                                   nmax=m["n_max"], lmax=m["l_max"], sigma=m["soap_sigma"],
+                                   weight=False, periodic=False)
+    kernel = C(m["amplitude"], "fixed") * RBF(m["length_scale"], "fixed")
+    prior = CalculatorModel(calculator=MorsePotential(epsilon=MORSE_EPSILON, r0=MORSE_R0,
+                                                      rho0=rho0),
+                            composition_model=False)  # zero anyway: a prior is never trained
+    return SparseGPREnsemble(
+        N_ensemble=m["ensemble_size"], target_noise=m["sigma_label"],
+        prior_noise=m["sigma_prior"], database=database, kernel=kernel, descriptor=descriptor,
+        prior=prior, n_optimize=0, sparsifier=CUR(m["n_inducing"]), sigma=m["noise"],
+        jitter=m["jitter"], centralize=True, use_ray=False,
+    )
+
+
+@functools.cache
+def search_classes() -> dict[str, type]:
+    """AGOX's ReplicaExchange and GOFEE with the Δ-model above (defined once: AGOX
+    registers every Algorithm subclass under its KIND)."""
+    from agox.algorithms import GOFEE as AgoxGOFEE
+    from agox.algorithms import ReplicaExchange as AgoxREX
+
+    class Side:
+        rho0: float = MORSE_RHO0_UNSET
+
+        def _make_model(self, cfg):  # instead of AGOX's model factory
+            return _model(self.get_environment(), self.get_database(), self.rho0)
+
+    class REXSearch(Side, AgoxREX):
+        KIND = "agox_runner_rex"
+
+        def _setup_modules(self):
+            from agox.collectors import ReplicaExchangeCollector
+            from agox.samplers import ReplicaExchangeSampler
+
+            modules = super()._setup_modules()
+            for module in modules:
+                if isinstance(module, ReplicaExchangeSampler):
+                    module.swap = module.swap_down  # from the hottest pair down, as pesflow
+                if isinstance(module, ReplicaExchangeCollector):
+                    # amplitudes adapt toward 50 % acceptance (last 10 tests, ×0.99 / ×1.01),
+                    # clamped to the initial range: AGOX's own mechanism, as in its REX run
+                    # scripts (its config path leaves it out)
+                    for i in range(REX["n_walkers"] - 1):
+                        module.add_generator_update(i, "rattle_amplitude",
+                                                    min_val=REX["amplitude_min"],
+                                                    max_val=REX["amplitude_max"])
+            return modules
+
+    class GOFEESearch(Side, AgoxGOFEE):
+        KIND = "agox_runner_gofee"
+
+    return {"rex": REXSearch, "gofee": GOFEESearch}
+
+
+def make_search(algorithm: str, problem: str, oracle, seed: int, rho0: float):
+    """AGOX's own ReplicaExchange or GOFEE algorithm object with pesflow's settings."""
+    from agox.algorithms import GOFEEConfig, ProblemConfig, ReplicaExchangeConfig, RunConfig
+    from agox.algorithms.config import (
+        KMeansConfig,
+        LCBConfig,
+        LocalOptConfig,
+        ParallelCollectorConfig,
+        ParallelRelaxerConfig,
+        RandomGeneratorConfig,
+        RattleGeneratorConfig,
+        ReplicaExchangeAcquisitorConfig,
+        ReplicaExchangeRattleRandomCollectorConfig,
+        ReplicaExchangeSamplerConfig,
+        SinglePointEvaluatorConfig,
+    )
+    from ase import Atoms
+
+    n = PROBLEMS[problem][0]
+    box, side = confinement(n)
+    problem_cfg = ProblemConfig(
+        template=Atoms(cell=[box] * 3, pbc=False), symbols=f"{SYMBOL}{n}", calculator=oracle,
+        confinement_cell=np.eye(3) * side, confinement_corner=np.full(3, (box - side) / 2))
+    run_cfg = RunConfig(seed=seed, id_str="agox")
+    if algorithm == "rex":
+        s = REX
+        config = ReplicaExchangeConfig(
+            sampler=ReplicaExchangeSamplerConfig(temperature_range=[s["kT_min"], s["kT_max"]],
+                                                 swap_interval=s["swap_interval"],
+                                                 n_walkers=s["n_walkers"]),
+            collector=ReplicaExchangeRattleRandomCollectorConfig(
+                min_amplitude=s["amplitude_min"], max_amplitude=s["amplitude_max"]),
+            acquisitor=ReplicaExchangeAcquisitorConfig(dft_interval=s["oracle_interval"]),
+            evaluator=SinglePointEvaluatorConfig(number_to_evaluate=s["oracle_count"]),
+            relaxer=ParallelRelaxerConfig(start_relax=0, max_steps=s["steps"], fmax=FMAX),
+        )
+    else:
+        s = GOFEE
+        config = GOFEEConfig(
+            evaluator=LocalOptConfig(max_steps=s["oracle_steps"], fmax=FMAX,
+                                     store_trajectory=True),
+            # AGOX's default start_relax=2: its LCB calculator needs a trained model, so
+            # the first iteration's random candidates go to the oracle unrelaxed
+            relaxer=ParallelRelaxerConfig(start_relax=2, max_steps=s["steps"], fmax=FMAX),
+            sampler=KMeansConfig(n_samples=s["n_walkers"], max_energy=s["energy_window"]),
+            acquisitor=LCBConfig(kappa=s["kappa"]),
+            collector=ParallelCollectorConfig(
+                generators=[RandomGeneratorConfig(),
+                            RattleGeneratorConfig(n_rattle=round(n * s["rattle_fraction"]),
+                                                  rattle_amplitude=s["amplitude"])],
+                candidates=s["n_candidates"], strict_candidates=True,
+                # AGOX counts iterations from 1: random only in the first random_iterations
+                generator_fractions={0: [1, 0], 1 + s["random_iterations"]: [
+                    s["random_fraction"], 1 - s["random_fraction"]]}),
+        )
+    search = search_classes()[algorithm](config, problem_cfg, run_cfg)
+    search.rho0 = rho0
+    return search
+
+
+def settings_record(algorithm: str, rho0: float) -> dict:
+    """What the repeat ran with (compared on a rerun; only the budget may change)."""
+    return {
+        "algorithm": dict(REX if algorithm == "rex" else GOFEE),
+        "surrogate_fmax": FMAX,
+        "model": dict(MODEL),
+        "prior": {"kind": "morse", "epsilon": MORSE_EPSILON, "r0": MORSE_R0, "rho0": rho0},
+        "oracle": {"kind": "lj", **LJ},
+        "basin": dict(BASIN),
+    }
+
+
+# ---------------------------------------------------------------------------- repeats
+
+
+def read_record(path: Path) -> dict | None:
+    try:
+        record = json.loads((path / RECORD).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and record.get("format") == RECORD_FORMAT else None
+
+
+def write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.replace(path)
+
+
+def repeat_status(path: Path, wanted: dict) -> str:
+    """``new``, ``done`` or ``redo`` (unfinished: cleared and run again); raises InputError
+    for a directory that is not this runner's or that ran other settings."""
+    if not path.exists():
+        return "new"
+    if not path.is_dir():
+        raise InputError(f"{path} exists and is not a directory; remove it or use another --out")
+    foreign = sorted(p.name for p in path.iterdir() if p.name not in OWN_FILES
+                     and not p.name.endswith(".tmp") and not p.name.startswith(OWN_PREFIXES))
+    if foreign:
+        raise InputError(f"{path} holds {foreign[0]}, which agox_runner does not write; "
+                         "remove it or use another --out")
+    record = read_record(path)
+    if record is None or not record.get("finished"):
+        return "redo"
+    for key in ("problem", "algorithm", "seed", "settings"):
+        if record.get(key) != wanted[key]:
+            raise InputError(
+                f"{path} was run with another {key} ({record.get(key)!r}; asked now: "
+                f"{wanted[key]!r}); use another --out, or remove that directory to run it again")
+    if record["budget"] == wanted["budget"]:
+        return "done"
+    success = record.get("success")
+    if record.get("stop_reason") == "basin reached" and success \
+            and success["call"] <= wanted["budget"]["oracle_calls"]:
+        return "done"  # it stopped at a success that lies within the new budget
+    raise InputError(f"{path} ran with budget {record['budget']} and ended "
+                     f"({record.get('stop_reason')}); AGOX cannot extend a run: use another "
+                     "--out, or remove that directory to run it again")
+
+
+@contextlib.contextmanager
+def stdout_to(path: Path):
+    """Send file descriptor 1 (AGOX's printing) to ``path`` for the duration."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with path.open("a") as handle:
+        os.dup2(handle.fileno(), 1)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
+def run_repeat(path: Path, base: dict, early_stop: bool) -> dict:
+    """Run one repeat into ``path`` (cleared first); returns its record."""
+    problem, algorithm, seed = base["problem"], base["engine"], base["seed"]
+    budget = base["budget"]["oracle_calls"]
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    record = {**base, "finished": False, "error": None,
+              "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
+    write_json(path / RECORD, record)
+    journal = Journal(path / FRAMES, budget, PROBLEMS[problem][1], early_stop)
+    oracle = counting_oracle(journal)
+    _POOL.append(SerialPool())  # a fresh pool: no modules of an earlier repeat
+    reason = None
+    agox = None
+    # iteration cap: 10× what the budget needs (REX: oracle_interval per oracle_count
+    # calls; GOFEE: 2 calls per iteration), against a loop that stops calling the oracle
+    per_call = REX["oracle_interval"] / REX["oracle_count"] if algorithm == "rex" else 0.5
+    cap = int(10 * budget * per_call) + 50
+    try:
+        with contextlib.chdir(path), stdout_to(path / LOG):
+            np.random.seed(seed)  # noqa: NPY002  (AGOX draws from the global RNG)
+            rho0 = base["settings"]["prior"]["rho0"]
+            search = make_search(algorithm, problem, oracle, seed, rho0)
+            journal.clock = Clock()  # search time starts with building the modules
+            agox = search._make_agox()
+            try:
+                agox.run(N_iterations=cap)
+                reason = "iteration cap"
+            except Stop as stop:
+                reason = stop.reason
+            finally:
+                atexit.unregister(agox.on_failure)
+    except Exception as error:  # recorded; the other repeats go on
+        record.update(error=f"{type(error).__name__}: {error}",
+                      traceback=traceback.format_exc(), oracle_calls=journal.calls)
+        write_json(path / RECORD, record)
+        return record
+    import ray
+
+    record.update(
+        finished=True, stop_reason=reason, oracle_calls=journal.calls,
+        wall_time=journal.clock.wall(), cpu_time=journal.clock.cpu(),
+        check_seconds=journal.clock.excluded_wall, success=journal.success,
+        best_energy=journal.best, best_basin_energy=journal.best_basin,
+        ray_initialized=bool(ray.is_initialized()),
+        ended=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    )
+    write_json(path / RECORD, record)
+    return record
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="agox_runner.py", description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--problem", required=True, choices=sorted(PROBLEMS))
+    parser.add_argument("--algorithm", required=True, choices=sorted(ALGORITHMS))
+    parser.add_argument("--prior-rho0", type=float, default=6.0,
+                        help="ρ0 of the Morse prior (campaign: 6 and 3)")
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--first-seed", type=int, default=1,
+                        help="repeat r runs with seed first-seed + r (campaign: seed 1)")
+    parser.add_argument("--budget", type=int, required=True, help="oracle calls per repeat")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--run-to-budget", action="store_true",
+                        help="do not stop a repeat at its first basin success")
+    args = parser.parse_args(argv)
+    for name, low in (("repeats", 1), ("budget", 1), ("first_seed", 0)):
+        if getattr(args, name) < low:
+            parser.error(f"--{name.replace('_', '-')} must be at least {low}, "
+                         f"got {getattr(args, name)}")
+    if not args.prior_rho0 > 0:
+        parser.error(f"--prior-rho0 must be > 0, got {args.prior_rho0}")
+    return args
+
+
+def plan(args: argparse.Namespace) -> list[tuple[Path, dict, str]]:
+    """Every repeat with its record base and status; raises InputError before writing."""
+    out = args.out.resolve()
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} exists and is not a directory")
+    probe = out
+    while not probe.exists():
+        probe = probe.parent
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise InputError(f"--out {out}: {probe} is not writable; choose another --out")
+    prior = f"morse{args.prior_rho0:g}"
+    cell = out / args.problem / ALGORITHMS[args.algorithm] / prior
+    repeats = []
+    for r in range(args.repeats):
+        base = {
+            "format": RECORD_FORMAT, "version": 1, "problem": args.problem,
+            "algorithm": ALGORITHMS[args.algorithm], "engine": args.algorithm, "prior": prior,
+            "prior_spec": f"morse:rho0={args.prior_rho0:g}", "delta_model": True, "repeat": r,
+            "seed": args.first_seed + r, "budget": {"oracle_calls": args.budget},
+            "settings": settings_record(args.algorithm, args.prior_rho0),
+            "early_stop": not args.run_to_budget, "cores": 1,
+        }
+        path = cell / f"r{r:02d}"
+        repeats.append((path, base, repeat_status(path, base)))
+    return repeats
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    try:
+        repeats = plan(args)
+    except InputError as error:
+        print(f"agox_runner.py: error: {error}", file=sys.stderr)
+        return 2
+    cell = repeats[0][0].parent
+    try:
+        cell.mkdir(parents=True, exist_ok=True)
+        lock = (cell / ".lock").open("w")
+    except OSError as error:
+        print(f"agox_runner.py: error: cannot write under --out ({error}); choose another "
+              "--out", file=sys.stderr)
+        return 2
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"agox_runner.py: error: another agox_runner is writing {cell}", file=sys.stderr)
+        return 2
+    from importlib.metadata import version
+
+    import dscribe.descriptors  # noqa: F401  (imported before the first repeat's clock
+    import sklearn.cluster  # noqa: F401  starts, so that all repeats are alike)
+
+    keep_ray_off()
+    versions = {"agox": version("agox"), "ase": version("ase"), "python": platform.python_version(),
+                "numpy": np.__version__, "threads": os.environ.get("OMP_NUM_THREADS")}
+    failed = 0
+    for path, base, status in repeats:
+        name = f"{base['problem']}/{base['algorithm']}/{base['prior']}/{path.name}"
+        if status == "done":
+            print(f"{name}: finished before, skipped", file=sys.stderr)
+            continue
+        record = run_repeat(path, {**base, "versions": versions}, not args.run_to_budget)
+        if record.get("error"):
+            failed += 1
+            print(f"{name}: error ({record['error']}); rerun to retry it", file=sys.stderr)
+            continue
+        calls, wall = record["oracle_calls"], record["wall_time"]
+        success = record["success"]
+        print(f"{name}: {record['stop_reason']} after {calls} oracle calls, {wall:.0f} s "
+              f"({wall / max(calls, 1):.1f} s per call); best raw {record['best_energy']:.4f}, "
+              f"best basin {record['best_basin_energy']:.4f}"
+              + ("" if success is None else f"; success at call {success['call']}"),
+              file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
