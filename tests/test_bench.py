@@ -393,3 +393,24 @@ def test_the_standin_campaign_is_valid_and_sized():
     assert energies == {"LJ26": -108.315616, "LJ38": -173.928427}
     quick = plan_campaign(campaign, "/nonexistent/out", quick=True)
     assert len(quick.repeats) < len(full.repeats) // 10
+
+
+def test_the_agox_runners_copy_of_the_basin_test_matches_pesflows():
+    """agox_runner.py (AGOX's venv, no pesflow) carries a copy of the numpy LJ basin test;
+    both sides of the side-by-side benchmark must judge alike."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "campaign" / "agox_runner.py"
+    spec = importlib.util.spec_from_file_location("agox_runner", path)
+    runner = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(runner)
+    atoms = Icosahedron("Cu", 2)
+    atoms.positions = atoms.positions * 1.1 + np.random.default_rng(5).normal(0, 0.3, (13, 3))
+    sigma, epsilon, rc = LJ_DEFAULTS["sigma"], LJ_DEFAULTS["epsilon"], LJ_DEFAULTS["rc"]
+    x = atoms.positions.ravel()
+    ours, theirs = (f(x, 13, sigma, epsilon, rc) for f in
+                    (lj_energy_gradient, runner.lj_energy_gradient))
+    assert ours[0] == theirs[0]
+    np.testing.assert_array_equal(ours[1], theirs[1])
+    assert runner.lj_local_minimum(atoms.positions, sigma, epsilon, rc) == \
+        lj_local_minimum(atoms, sigma, epsilon, rc)

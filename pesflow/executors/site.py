@@ -103,9 +103,9 @@ class DFTSettings(_Label):
     """Workers that each launch one MPI job of ``ranks`` ranks.
 
     ``shared: true`` runs oracle tasks on the surrogate workers instead of a pool of their
-    own (one machine, a serial oracle): whichever work there is fills every core, and an
-    oracle task starts before any surrogate task that waits. ``workers`` and ``provider``
-    are then unused.
+    own (one machine, a serial oracle): whichever work there is fills every core; tasks
+    run in the order the engine proposed them (a round's surrogate tasks first), so no
+    oracle task waits more than a round. ``workers`` and ``provider`` are then unused.
     """
 
     workers: int = Field(1, ge=1, description="concurrent MPI jobs per node")
@@ -240,8 +240,8 @@ class SiteConfig(_Strict):
                     "node: ranks will share cores"
                 )
         if self.dft.shared:
-            lines.append("  dft: oracle tasks on the surrogate workers (shared), before any "
-                         "waiting surrogate task")
+            lines.append("  dft: oracle tasks on the surrogate workers (shared), in the order "
+                         "the engine proposed them")
         if "gpu" not in self.labels():
             lines.append("  gpu: not configured (apps on 'gpu' cannot run on this site)")
         return lines

@@ -145,7 +145,7 @@ class SearchRun:
         self.cores = site_cores(site)
         # Oracle tasks allowed to wait for a free dft worker before the engine is paused:
         # walkers run ahead of the oracle, but not by an ever longer queue of candidates
-        # chosen with an ever older model. (Parsl gets no more oracle tasks than dft workers.)
+        # chosen with an ever older model. (Parsl gets no more oracle tasks than oracle workers.)
         self.oracle_backlog = max(1, site.oracle_workers)
         # Surrogate tasks handed to Parsl at a time: enough to keep every worker busy.
         # Parsl launches the tasks of all executors from one thread in submission order,
