@@ -21,6 +21,18 @@ def test_matches_hand_count():
     assert curve.n_runs == 6
 
 
+def test_band_is_the_exact_binomial_one_while_no_repeat_is_censored():
+    from scipy.stats import binomtest
+
+    times = [3, 5, None, 5, 9, None, None, None, None, None]
+    curve = success_curve(times, 10)
+    for x, k in [(0, 0), (4, 1), (5, 3), (10, 4)]:
+        i = max(j for j, xj in enumerate(curve.x) if xj <= x)
+        band = binomtest(k, 10).proportion_ci(0.95, method="exact")
+        assert (curve.low[i], curve.high[i]) == pytest.approx((band.low, band.high))
+    assert curve.high[0] > 0.25  # no success yet is no proof that none will come
+
+
 def test_censoring_before_the_end_follows_kaplan_meier():
     # repeat C stopped at 4 without success: after that only 3 repeats are at risk
     curve = success_curve([2, 6, None, 8], [10, 10, 4, 10])
@@ -47,7 +59,8 @@ def test_curve_monotone_inside_band(seed):
 
 def test_all_censored_and_all_found():
     none = success_curve([None, None], 5)
-    assert none.cdf == [0.0, 0.0] and none.high[-1] == 0.0
+    assert none.cdf == [0.0, 0.0]
+    assert none.high[-1] == pytest.approx(1 - 0.025 ** 0.5)  # exact bound for 0 of 2
     every = success_curve([1, 2], 5)
     assert every.cdf[-1] == 1.0 and every.high[-1] == 1.0
     assert 0 < every.low[-1] < 1

@@ -10,8 +10,10 @@ object ``pesflow bench`` judges with), and writes::
                                         results.json cell plus wall / process-CPU curves
                                         and seconds per oracle call
     OUT/<problem>-agox-vs-pesflow.png   success vs oracle calls and vs CPU time, AGOX's
-                                        cells and (--pesflow) pesflow's REX and GOFEE cells
-                                        of the same prior, 95 % bands
+                                        cells and (--pesflow) pesflow's cells of the same
+                                        prior, 95 % bands
+    OUT/<problem>-table.md              success at 1/4, 1/2 and all of the budget (95 %
+                                        bands), median calls to success, s per oracle call
 
     .venv/bin/python benchmarks/campaign/agox_compare.py runs/agox-standins \
         --pesflow benchmarks/campaign/standins/results.json
@@ -233,7 +235,7 @@ def read_pesflow(path: Path | None) -> dict | None:
 
 
 def pesflow_cells(results: dict | None, problem: str, prior: str, success: dict) -> dict:
-    """pesflow's REX and GOFEE cells of ``problem`` and ``prior`` (label -> cell)."""
+    """pesflow's cells (every algorithm) of ``problem`` and ``prior`` (label -> cell)."""
     if results is None or problem not in results.get("problems", {}):
         return {}
     entry = results["problems"][problem]
@@ -244,7 +246,38 @@ def pesflow_cells(results: dict | None, problem: str, prior: str, success: dict)
                              f"{theirs.get(key)!r}, the campaign says {success.get(key)!r}; "
                              "compare results of the same campaign")
     return {f"pesflow {c['algorithm']}": c for c in entry["cells"].values()
-            if c.get("engine") in ("rex", "gofee") and c.get("prior") == prior}
+            if c.get("prior") == prior}
+
+
+def curve_at(curve: dict, x: float) -> tuple[float, float, float]:
+    """A success curve's value and 95 % band at ``x`` (a step function)."""
+    k = max(i for i, xi in enumerate(curve["x"]) if xi <= x)
+    return curve["cdf"][k], curve["low"][k], curve["high"][k]
+
+
+def table(problem: str, budget: int, prior: str, cells: dict[str, dict]) -> str:
+    """A markdown table: success at a quarter, half and all of ``budget``, median calls to
+    success and seconds per oracle call, one row per method (label -> cell)."""
+    marks = [budget // 4, budget // 2, budget]
+    head = (f"| {problem}, prior {prior} | repeats | successes | "
+            + " | ".join(f"success by {m} calls" for m in marks)
+            + " | median calls to success | s per oracle call (median of repeats) |")
+    rows = [head, "|" + " --- |" * (head.count("|") - 1)]
+    for label, cell in cells.items():
+        if "curve_calls" not in cell:
+            continue
+        rates = []
+        for m in marks:
+            p, low, high = curve_at(cell["curve_calls"], m)
+            rates.append(f"{100 * p:.0f} % ({100 * low:.0f}–{100 * high:.0f})")
+        seconds = [t / n for t, n in zip(cell.get("wall_s_at_end", cell["cpu_s_at_end"]),
+                                         cell["calls_at_end"], strict=True) if n]
+        median = cell.get("median_calls_to_success")
+        rows.append(f"| {label} | {cell['finished']} | {cell['successes']} | "
+                    + " | ".join(rates)
+                    + f" | {'–' if median is None else f'{median:g}'} | "
+                    + (f"{statistics.median(seconds):.2f}" if seconds else "–") + " |")
+    return "\n".join(rows) + "\n"
 
 
 def plot_problem(problem: str, cells: dict[str, dict], theirs: dict[str, dict[str, dict]],
@@ -323,6 +356,12 @@ def compare(agox_dir: Path, out: Path, campaign_path: Path, pesflow: Path | None
     for problem, cells, theirs in judged:
         figure = plot_problem(problem, cells, theirs, out / f"{problem}-agox-vs-pesflow.png")
         summary["problems"][problem]["figure"] = None if figure is None else str(figure)
+        budget = entries[problem].budget.oracle_calls
+        tables = []
+        for prior, mine in theirs.items():
+            agox = {c["algorithm"]: c for k, c in cells.items() if k.endswith("/" + prior)}
+            tables.append(table(problem, budget, prior, {**mine, **agox}))
+        (out / f"{problem}-table.md").write_text("\n".join(tables))
     tmp = out / "agox.json.tmp"
     tmp.write_text(json.dumps(summary, indent=1))
     tmp.replace(out / "agox.json")

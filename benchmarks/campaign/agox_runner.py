@@ -616,10 +616,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="repeat r runs with seed first-seed + r (campaign: seed 1)")
     parser.add_argument("--budget", type=int, required=True, help="oracle calls per repeat")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--parallel", type=int, default=1,
+                        help="repeats run at once, each in a fresh process on one core")
     parser.add_argument("--run-to-budget", action="store_true",
                         help="do not stop a repeat at its first basin success")
     args = parser.parse_args(argv)
-    for name, low in (("repeats", 1), ("budget", 1), ("first_seed", 0)):
+    for name, low in (("repeats", 1), ("budget", 1), ("first_seed", 0), ("parallel", 1)):
         if getattr(args, name) < low:
             parser.error(f"--{name.replace('_', '-')} must be at least {low}, "
                          f"got {getattr(args, name)}")
@@ -655,6 +657,18 @@ def plan(args: argparse.Namespace) -> list[tuple[Path, dict, str]]:
     return repeats
 
 
+def prepare_process() -> None:
+    """Import what a repeat needs before its clock starts, so all repeats are alike."""
+    import dscribe.descriptors  # noqa: F401
+    import sklearn.cluster  # noqa: F401
+
+    keep_ray_off()
+
+
+def repeat_name(base: dict, path: Path) -> str:
+    return f"{base['problem']}/{base['algorithm']}/{base['prior']}/{path.name}"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     try:
@@ -677,19 +691,28 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from importlib.metadata import version
 
-    import dscribe.descriptors  # noqa: F401  (imported before the first repeat's clock
-    import sklearn.cluster  # noqa: F401  starts, so that all repeats are alike)
-
-    keep_ray_off()
     versions = {"agox": version("agox"), "ase": version("ase"), "python": platform.python_version(),
-                "numpy": np.__version__, "threads": os.environ.get("OMP_NUM_THREADS")}
-    failed = 0
+                "numpy": np.__version__, "threads": os.environ.get("OMP_NUM_THREADS"),
+                "parallel": args.parallel}
+    todo = []
     for path, base, status in repeats:
-        name = f"{base['problem']}/{base['algorithm']}/{base['prior']}/{path.name}"
         if status == "done":
-            print(f"{name}: finished before, skipped", file=sys.stderr)
-            continue
-        record = run_repeat(path, {**base, "versions": versions}, not args.run_to_budget)
+            print(f"{repeat_name(base, path)}: finished before, skipped", file=sys.stderr)
+        else:
+            todo.append((path, {**base, "versions": versions}, not args.run_to_budget))
+    if args.parallel == 1:
+        prepare_process()
+        records = (run_repeat(*job) for job in todo)
+    else:  # a fresh process per repeat: no AGOX module state is shared between repeats
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        pool = ProcessPoolExecutor(args.parallel, multiprocessing.get_context("spawn"),
+                                   initializer=prepare_process, max_tasks_per_child=1)
+        records = pool.map(run_repeat, *zip(*todo, strict=True)) if todo else iter(())
+    failed = 0
+    for (path, base, _), record in zip(todo, records, strict=False):
+        name = repeat_name(base, path)
         if record.get("error"):
             failed += 1
             print(f"{name}: error ({record['error']}); rerun to retry it", file=sys.stderr)
@@ -700,7 +723,7 @@ def main(argv: list[str] | None = None) -> int:
               f"({wall / max(calls, 1):.1f} s per call); best raw {record['best_energy']:.4f}, "
               f"best basin {record['best_basin_energy']:.4f}"
               + ("" if success is None else f"; success at call {success['call']}"),
-              file=sys.stderr)
+              file=sys.stderr, flush=True)
     return 1 if failed else 0
 
 

@@ -34,7 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="run only the cells PROBLEM/ALGORITHM/PRIOR matching this shell "
                         "pattern (repeatable; e.g. 'LJ26/*/morse6'); results cover every cell")
     parser.add_argument("--report", action="store_true",
-                        help="only rebuild results.json and the figures from --out")
+                        help="only rebuild results.json and the figures from --out (and choose "
+                        "a graph reference left to after the runs: oracle relaxations)")
     parser.add_argument("--quiet", action="store_true", help="no line per finished repeat")
     parser.set_defaults(func=run)
 
@@ -61,11 +62,12 @@ def run(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(line, flush=True)
 
+    site = load_site(args.site)
     if args.report:
-        results = report(campaign, args.out, args.quick, args.repeats, command, args.results)
+        results = report(campaign, args.out, args.quick, args.repeats, command, args.results,
+                         site, say)
         say(_summary(results))
         return 0
-    site = load_site(args.site)
     previous = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops like Ctrl-C
     try:
         results = run_campaign(campaign, site, args.out, args.quick, args.repeats,

@@ -9,6 +9,7 @@ with a pointwise confidence band, written as JSON and drawn with matplotlib.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -100,27 +101,49 @@ def success_curve(
         warnings.simplefilter("ignore", RuntimeWarning)
         band = result.cdf.confidence_interval(confidence, method="log-log")
     low, high = band.low.probabilities, band.high.probabilities
-    # The band formula is undefined where the cdf is 0 (band [0, 0]) or 1 (the lower
-    # bound keeps its last defined value, the upper is 1).
+    # The log-log band is undefined where the cdf is 0 or 1: the lower bound keeps its
+    # last defined value at 1; the upper one at 0 is the exact bound for no success in
+    # the repeats still running.
     low, high = low.copy(), high.copy()
+    alpha = 1 - confidence
     for k in range(len(p)):
         if np.isnan(low[k]):
             low[k] = low[k - 1] if k and p[k] >= 1 else p[k]
         if np.isnan(high[k]):
-            high[k] = 1.0 if p[k] >= 1 else p[k]
-    low = np.minimum(np.clip(low, 0, 1), p)
-    high = np.maximum(np.clip(high, 0, 1), p)
+            at_risk = sum(b >= q[k] for b in failed)
+            high[k] = 1.0 if p[k] >= 1 else 1 - (alpha / 2) ** (1 / max(at_risk, 1))
+    x, cdf = [0.0, *map(float, q)], [0.0, *map(float, p)]
+    low = [0.0, *map(float, np.minimum(np.clip(low, 0, 1), p))]
+    high = [1 - (alpha / 2) ** (1 / len(times)),
+            *map(float, np.maximum(np.clip(high, 0, 1), p))]
+    # Before the first censoring the curve is a plain share k/n: exact binomial band
+    # (Clopper-Pearson), the one a success rate at a fixed budget is quoted with.
+    first_censored = min(failed, default=math.inf)
+    for k, at in enumerate(x):
+        if at <= first_censored:
+            low[k], high[k] = clopper_pearson(round(cdf[k] * len(times)), len(times), confidence)
     return SuccessCurve(
-        x=[0.0, *map(float, q)],
-        cdf=[0.0, *map(float, p)],
-        low=[0.0, *map(float, low)],
-        high=[0.0, *map(float, high)],
+        x=x,
+        cdf=cdf,
+        low=low,
+        high=high,
         times=times,
         budgets=budgets,
         unit=unit,
         confidence=confidence,
         label=label,
     )
+
+
+def clopper_pearson(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Exact binomial confidence interval of a success rate ``successes / n``."""
+    from scipy.stats import beta
+
+    alpha = 1 - confidence
+    low = 0.0 if successes == 0 else float(beta.ppf(alpha / 2, successes, n - successes + 1))
+    high = 1.0 if successes == n else float(beta.ppf(1 - alpha / 2, successes + 1,
+                                                        n - successes))
+    return low, high
 
 
 def first_reached(curve: SuccessCurve, share: float = 0.5) -> float | None:

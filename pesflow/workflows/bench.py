@@ -115,21 +115,45 @@ class BasinSuccess(Strict):
     steps: int = Field(5000, ge=1, le=1_000_000)
 
 
-class GraphSuccess(Strict):
-    """Success when the spectral bond graph equals that of ``structure`` (clusters)."""
+class _ChosenAfter(Strict):
+    """How a reference left to after the runs is chosen (:func:`settle_reference`)."""
+
+    candidates: int = Field(1, ge=1, le=20, description="structures relaxed for the reference")
+    relax_fmax: float = Field(0.05, gt=0, description="eV/Å where a reference relaxation stops")
+    relax_steps: int = Field(200, ge=1, le=10_000)
+
+
+class GraphSuccess(_ChosenAfter):
+    """Success when the spectral bond graph equals that of a reference (clusters).
+
+    With ``structure`` the reference is that file. Without it, the reference is chosen
+    after the runs (SPEC.md §3, real suite): the ``candidates`` lowest-energy evaluations
+    of distinct graphs over all finished repeats of the problem are relaxed locally with
+    the oracle, and the lowest relaxed one is the reference. Until then nothing is judged
+    and every repeat runs to its budget (:func:`settle_reference`).
+    """
 
     criterion: Literal["graph"]
-    structure: Path
+    structure: Path | None = None
     bond_factor: float = Field(1.3, gt=0)
     tolerance: float = Field(1e-7, gt=0)
 
 
-class EnergySuccess(Strict):
-    """Success when the oracle energy is within ``threshold`` of ``energy`` (surfaces)."""
+class EnergySuccess(_ChosenAfter):
+    """Success when the oracle energy is within ``threshold`` of ``energy`` (surfaces).
+
+    Without ``energy`` it is the reference's, chosen after the runs as for ``graph``.
+    """
 
     criterion: Literal["energy"]
-    energy: float
+    energy: float | None = None
     threshold: float = Field(0.05, ge=0)
+
+
+def chosen_after_runs(spec: Any) -> bool:
+    """True for a success criterion whose reference is chosen after the runs."""
+    return ((isinstance(spec, GraphSuccess) and spec.structure is None)
+            or (isinstance(spec, EnergySuccess) and spec.energy is None))
 
 
 SuccessConfig = Annotated[BasinSuccess | GraphSuccess | EnergySuccess,
@@ -521,6 +545,11 @@ class Criterion:
             if isinstance(self.calculator, LennardJones) and not p.get("smooth") and not fixed:
                 self._lj = (p["sigma"], p["epsilon"], p["rc"])
 
+    @property
+    def deferred(self) -> bool:
+        """True while the reference is still to be chosen after the runs."""
+        return chosen_after_runs(self.spec) and self.reference is None
+
     def basin_energy(self, atoms: Atoms) -> float:
         """The oracle energy at the end of a local relaxation from ``atoms``."""
         spec = self.spec
@@ -603,6 +632,9 @@ class _Judge:
 
     def verdict(self, evaluation: Evaluation) -> dict:
         key = self.key(evaluation)
+        if self.criterion.deferred:  # judged once the reference is chosen
+            return {"key": key, "call": evaluation.call, "success": None,
+                    "basin_energy": None, "seconds": 0.0}
         if key not in self.cache:
             start = time.perf_counter()
             success, basin = self.criterion.check(evaluation.atoms, evaluation.energy)
@@ -731,6 +763,152 @@ def _finish_record(record: dict, evaluations: list[Evaluation], judge: _Judge, c
         evaluations=rows,
     )
     return record
+
+
+# ---------------------------------------------------------------- reference after the runs
+
+
+def _reference_calculator(oracle: OracleConfig, root: Path, site: SiteConfig | None):
+    """The campaign's oracle as an ASE calculator caching its points under ``root``."""
+    from pesflow.config import GPAWOracle
+    from pesflow.dft.oracle import MPILaunch, OracleCalculator, StandIn
+
+    if isinstance(oracle, GPAWOracle):
+        launch = MPILaunch(timeout=oracle.timeout)
+        if site is not None:
+            launch = MPILaunch(ranks=site.dft.ranks, launcher=site.dft.launcher,
+                               mpi_args=tuple(site.dft.mpi_args), timeout=oracle.timeout)
+        return OracleCalculator(oracle.gpaw_settings(), root, launch=launch)
+    return OracleCalculator(StandIn(oracle.model), root)
+
+
+def _relax(atoms: Atoms, calculator, fmax: float, steps: int, fixed: int) -> tuple[Atoms, dict]:
+    """A local relaxation (BFGS) in ``calculator``; returns the end and its figures."""
+    from ase.constraints import FixAtoms
+    from ase.optimize import BFGS
+
+    work = atoms.copy()
+    work.constraints = [FixAtoms(indices=range(fixed))] if fixed else []
+    work.calc = calculator
+    optimizer = BFGS(work, logfile=None)
+    converged = optimizer.run(fmax=fmax, steps=steps)
+    forces = work.get_forces()[fixed:]
+    return work, {"relaxed_energy": float(work.get_potential_energy()),
+                  "steps": int(optimizer.nsteps), "converged": bool(converged),
+                  "max_force": float(np.linalg.norm(forces, axis=1).max())}
+
+
+def _digest(atoms: Atoms) -> str:
+    import hashlib
+
+    data = atoms.numbers.tobytes() + np.round(atoms.positions, 6).tobytes()
+    return hashlib.sha1(data).hexdigest()[:12]
+
+
+def settle_reference(plan: Plan, problem: str, site: SiteConfig | None = None,
+                     on_event: Callable[[str], None] | None = None) -> dict | None:
+    """Choose the reference of a problem that leaves it to after the runs (``graph``
+    without ``structure``, ``energy`` without ``energy``), then judge every finished
+    repeat of the problem by it.
+
+    The ``candidates`` lowest-energy evaluations of distinct graphs over all finished
+    repeats (every cell of the problem) are relaxed locally with the oracle (BFGS, not
+    counted in any budget; each single point is cached under ``<problem>/reference/``, so
+    a stopped relaxation goes on where it was). The lowest relaxed one is the reference,
+    written to ``reference.extxyz`` with ``reference.json``. A later call relaxes again
+    only if the candidates changed (more repeats finished). Returns ``reference.json``'s
+    content, or ``None`` for a fixed reference or no finished repeat yet.
+    """
+    from ase.io import read, write
+
+    from pesflow.dft.oracle import OracleError
+    from pesflow.structures.identity import same_graph
+
+    on_event = on_event or (lambda line: None)
+    cells = [c for c in plan.cells if c.problem.name == problem]
+    spec = cells[0].problem.success
+    if not chosen_after_runs(spec):
+        return None
+    finished = []
+    for repeat in (r for cell in cells for r in cell.repeats):
+        record = read_record(repeat.path)
+        if record and record.get("finished") and not record.get("error"):
+            finished.append((repeat, record, _checkpoint(repeat.path)[1]))
+    pool = sorted(((e.energy, repeat.key, e) for repeat, _, evaluations in finished
+                   for e in evaluations if np.isfinite(e.energy)), key=lambda item: item[0])
+    picked: list[tuple[float, str, Evaluation]] = []
+    for energy, key, evaluation in pool:
+        if not any(same_graph(evaluation.atoms, other.atoms, spec.tolerance, spec.bond_factor)
+                   for _, _, other in picked):
+            picked.append((energy, key, evaluation))
+        if len(picked) == spec.candidates:
+            break
+    if not picked:
+        return None
+    folder = plan.out / problem / "reference"
+    sources = [{"repeat": key, "call": e.call, "task_id": e.task_id, "energy": energy}
+               for energy, key, e in picked]
+    try:
+        saved = json.loads((folder / "reference.json").read_text())
+    except (OSError, ValueError):
+        saved = None
+    if saved and saved.get("sources") == sources and (folder / "reference.extxyz").exists():
+        reference = read(folder / "reference.extxyz")
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+        calculator = _reference_calculator(plan.campaign.oracle, folder / "oracle", site)
+        fixed = len(cells[0].problem.problem.build().template)
+        relaxed = []
+        for source, (_, _, evaluation) in zip(sources, picked, strict=True):
+            on_event(f"{problem}: relaxing reference candidate {source['repeat']} call "
+                     f"{source['call']} ({source['energy']:.4f} eV) with the oracle")
+            start = time.perf_counter()
+            try:
+                atoms, figures = _relax(evaluation.atoms, calculator, spec.relax_fmax,
+                                        spec.relax_steps, fixed)
+            except OracleError as error:
+                relaxed.append((None, {**source, "error": str(error)}))
+                continue
+            relaxed.append((atoms, {**source, **figures,
+                                    "seconds": time.perf_counter() - start}))
+        usable = [(atoms, row) for atoms, row in relaxed if atoms is not None]
+        if not usable:
+            raise RuntimeError(f"{problem}: every reference relaxation failed: "
+                               f"{[row.get('error') for _, row in relaxed]}")
+        reference, chosen = min(usable, key=lambda item: item[1]["relaxed_energy"])
+        reference = reference.copy()
+        reference.info.update(energy=chosen["relaxed_energy"], source=chosen["repeat"],
+                              call=chosen["call"])
+        write(folder / "reference.extxyz", reference)
+        saved = {"problem": problem, "sources": sources,
+                 "candidates": [row for _, row in relaxed], "chosen": chosen["repeat"],
+                 "energy": chosen["relaxed_energy"], "digest": _digest(reference),
+                 "finished_repeats": len(finished),
+                 "oracle": plan.campaign.oracle.model_dump(mode="json", exclude_none=True),
+                 "relaxation": {"optimizer": "BFGS", "fmax": spec.relax_fmax,
+                                "steps": spec.relax_steps},
+                 "file": f"{problem}/reference/reference.extxyz"}
+        atomic_write_json(folder / "reference.json", saved, indent=1)
+        on_event(f"{problem}: reference {saved['digest']} from {chosen['repeat']} call "
+                 f"{chosen['call']}: {chosen['relaxed_energy']:.4f} eV after relaxation")
+    if isinstance(spec, EnergySuccess):
+        spec = spec.model_copy(update={"energy": saved["energy"]})
+    criterion = Criterion(spec, plan.campaign.oracle)
+    criterion.reference = reference
+    checks = f"bench-checks-{saved['digest']}.jsonl"
+    for repeat, record, evaluations in finished:
+        judge = _Judge(criterion, repeat.path / checks)
+        judged = _finish_record(record, evaluations, judge, record["oracle_calls"],
+                                record["wall_time"], record.get("stop_reason"))
+        judged["reference"] = saved["digest"]
+        atomic_write_json(repeat.path / RECORD, judged, indent=1)
+    return saved
+
+
+def _deferred_problems(plan: Plan) -> list[str]:
+    """Problems whose reference is chosen after the runs."""
+    specs = {c.problem.name: c.problem.success for c in plan.cells}
+    return [name for name, spec in specs.items() if chosen_after_runs(spec)]
 
 
 # ---------------------------------------------------------------------------- session
@@ -1020,6 +1198,10 @@ def run_campaign(
             try:
                 with logging_to(out / "bench.log"), parsl_session(site, out):
                     session.drive(todo, after_each=save_session)
+                for problem in _deferred_problems(plan):
+                    repeats_of = [r for r in plan.repeats if r.problem == problem]
+                    if all((read_record(r.path) or {}).get("finished") for r in repeats_of):
+                        settle_reference(plan, problem, site, on_event)
                 interrupted = False
             finally:
                 save_session("interrupted" if interrupted else "ended")
@@ -1121,6 +1303,9 @@ def write_results(plan: Plan, command: str = "", publish: Path | None = None) ->
             "budget": plan.budgets[problem].model_dump(mode="json", exclude_none=True),
             "cells": {f"{c.algorithm.name}/{c.prior.name}": _cell_results(c) for c in cells},
         }
+        chosen = out / problem / "reference" / "reference.json"
+        if chosen.exists():
+            results["problems"][problem]["reference"] = json.loads(chosen.read_text())
         rows = []
         for prior in dict.fromkeys(c.prior.name for c in cells):
             got = {c.algorithm.name: results["problems"][problem]["cells"][c.key.split("/", 1)[1]]
@@ -1162,13 +1347,21 @@ def _check_publish(publish: str | Path | None, out: Path) -> Path | None:
 
 def report(campaign: Campaign, out: str | Path, quick: bool = False,
            repeats: int | None = None, command: str = "",
-           publish: str | Path | None = None) -> dict:
-    """Rebuild ``results.json`` and the figures from ``out`` without running anything."""
+           publish: str | Path | None = None, site: SiteConfig | None = None,
+           on_event: Callable[[str], None] | None = None) -> dict:
+    """Rebuild ``results.json`` and the figures from ``out`` without running a search.
+
+    A problem whose reference is chosen after the runs gets it now
+    (:func:`settle_reference`: local oracle relaxations, GPAW launched as ``site`` says).
+    """
     out = Path(out).resolve()
     if not (out / CAMPAIGN).exists():
         raise InputError(f"--out {out} holds no {CAMPAIGN}: run the campaign there first")
     target = _check_publish(publish, out)
-    return write_results(plan_campaign(campaign, out, quick, repeats), command, target)
+    plan = plan_campaign(campaign, out, quick, repeats)
+    for problem in _deferred_problems(plan):
+        settle_reference(plan, problem, site, on_event)
+    return write_results(plan, command, target)
 
 
 __all__ = [
@@ -1177,6 +1370,7 @@ __all__ = [
     "Criterion",
     "Plan",
     "Repeat",
+    "chosen_after_runs",
     "cpu_clock",
     "lj_local_minimum",
     "load_campaign",
@@ -1188,5 +1382,6 @@ __all__ = [
     "report",
     "run_campaign",
     "select_cells",
+    "settle_reference",
     "write_results",
 ]
