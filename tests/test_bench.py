@@ -261,7 +261,8 @@ BAD = [
     (lambda c: c["problems"][0].update(success={"criterion": "graph", "structure": "no.xyz"}),
      "no file at"),
     (lambda c: c["problems"][0]["success"].update(criterion="graph", structure="x.xyz"),
-     "unknown key 'problems.LJ7.success.energy' (allowed here: criterion, structure,"),
+     "unknown key 'problems.LJ7.success.energy' (allowed here: candidates, relax_fmax, "
+     "relax_steps, criterion, structure,"),
     (lambda c: c.update(exclude=[{"algorithm": "RSS"}, {"algorithm": "REX"}]),
      "every cell is excluded"),
 ]
