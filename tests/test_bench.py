@@ -430,16 +430,20 @@ def test_the_agox_runners_copy_of_the_basin_test_matches_pesflows():
         lj_local_minimum(atoms, sigma, epsilon, rc)
 
 
+def _lj7_rss_campaign(success: dict) -> dict:
+    """TINY cut to one cell, LJ7 with RSS on Morse ρ0 = 6 + Δ, 2 repeats of 3 calls."""
+    campaign = {k: v for k, v in copy.deepcopy(TINY).items() if k not in ("exclude", "quick")}
+    campaign["problems"] = [{"name": "LJ7", "problem": {"system": "lj_cluster", "n": 7},
+                             "success": success, "budget": {"oracle_calls": 3}}]
+    campaign["algorithms"] = campaign["algorithms"][:1]
+    campaign["priors"] = campaign["priors"][:1]
+    return campaign
+
+
 def test_a_reference_chosen_after_the_runs_is_relaxed_once_and_judges_every_repeat(tmp_path):
     from pesflow.structures.identity import same_graph
 
-    campaign = {**copy.deepcopy(TINY), "exclude": [], "quick": None}
-    campaign.pop("quick")
-    campaign["problems"] = [{"name": "LJ7", "problem": {"system": "lj_cluster", "n": 7},
-                             "success": {"criterion": "graph", "candidates": 2},
-                             "budget": {"oracle_calls": 3}}]
-    campaign["algorithms"] = campaign["algorithms"][:1]
-    campaign["priors"] = campaign["priors"][:1]
+    campaign = _lj7_rss_campaign({"criterion": "graph", "candidates": 2})
     out = tmp_path / "out"
     assert _bench(tmp_path, campaign, out) == 0
     folder = out / "LJ7" / "reference"
@@ -474,12 +478,7 @@ def test_a_reference_chosen_after_the_runs_is_relaxed_once_and_judges_every_repe
 
 
 def test_an_energy_reference_chosen_after_the_runs_judges_by_its_energy(tmp_path):
-    campaign = {k: v for k, v in copy.deepcopy(TINY).items() if k not in ("exclude", "quick")}
-    campaign["problems"] = [{"name": "LJ7", "problem": {"system": "lj_cluster", "n": 7},
-                             "success": {"criterion": "energy", "threshold": 0.3},
-                             "budget": {"oracle_calls": 3}}]
-    campaign["algorithms"] = campaign["algorithms"][:1]
-    campaign["priors"] = campaign["priors"][:1]
+    campaign = _lj7_rss_campaign({"criterion": "energy", "threshold": 0.3})
     out = tmp_path / "out"
     assert _bench(tmp_path, campaign, out) == 0
     chosen = json.loads((out / "LJ7" / "reference" / "reference.json").read_text())

@@ -22,6 +22,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from ase import Atoms
@@ -61,6 +62,12 @@ class MPILaunch:
     launcher: str = "mpiexec"
     mpi_args: tuple[str, ...] = ()
     timeout: float | None = None
+
+    @classmethod
+    def of(cls, dft: Any, timeout: float | None = None) -> MPILaunch:
+        """The launch a site's ``dft`` section (ranks, launcher, mpi_args) describes."""
+        return cls(ranks=dft.ranks, launcher=dft.launcher, mpi_args=tuple(dft.mpi_args),
+                   timeout=timeout)
 
 
 class OracleError(RuntimeError):

@@ -48,18 +48,30 @@ def same_graph(a: Atoms, b: Atoms, tolerance: float = 1e-7, bond_factor: float =
     return bool(np.abs(da - db).max() < tolerance)
 
 
+def relax_locally(
+    atoms: Atoms, calculator: Calculator, fmax: float, steps: int, fixed: int = 0,
+    optimizer: str = "LBFGS",
+) -> tuple[Atoms, bool, int]:
+    """A copy of ``atoms`` relaxed in ``calculator`` with the first ``fixed`` atoms held
+    (ASE ``optimizer``); returns it (calculator attached), whether it converged to
+    ``fmax`` and the number of steps taken."""
+    import ase.optimize
+    from ase.constraints import FixAtoms
+
+    work = atoms.copy()
+    work.constraints = [FixAtoms(indices=range(fixed))] if fixed else []
+    work.calc = calculator
+    run = getattr(ase.optimize, optimizer)(work, logfile=None)
+    converged = run.run(fmax=fmax, steps=steps)
+    return work, bool(converged), int(run.nsteps)
+
+
 def local_minimum_energy(
     atoms: Atoms, oracle: Calculator, fmax: float = 1e-3, steps: int = 2000, fixed: int = 0
 ) -> float:
     """Energy after a local relaxation in ``oracle`` (L-BFGS; not counted in any budget)."""
-    from ase.constraints import FixAtoms
-    from ase.optimize import LBFGS
-
-    work = atoms.copy()
-    work.constraints = [FixAtoms(indices=range(fixed))] if fixed else []
-    work.calc = oracle
-    LBFGS(work, logfile=None).run(fmax=fmax, steps=steps)
-    return float(work.get_potential_energy())
+    relaxed, _, _ = relax_locally(atoms, oracle, fmax, steps, fixed)
+    return float(relaxed.get_potential_energy())
 
 
 @dataclass

@@ -774,27 +774,20 @@ def _reference_calculator(oracle: OracleConfig, root: Path, site: SiteConfig | N
     from pesflow.dft.oracle import MPILaunch, OracleCalculator, StandIn
 
     if isinstance(oracle, GPAWOracle):
-        launch = MPILaunch(timeout=oracle.timeout)
-        if site is not None:
-            launch = MPILaunch(ranks=site.dft.ranks, launcher=site.dft.launcher,
-                               mpi_args=tuple(site.dft.mpi_args), timeout=oracle.timeout)
+        launch = (MPILaunch(timeout=oracle.timeout) if site is None
+                  else MPILaunch.of(site.dft, oracle.timeout))
         return OracleCalculator(oracle.gpaw_settings(), root, launch=launch)
     return OracleCalculator(StandIn(oracle.model), root)
 
 
 def _relax(atoms: Atoms, calculator, fmax: float, steps: int, fixed: int) -> tuple[Atoms, dict]:
     """A local relaxation (BFGS) in ``calculator``; returns the end and its figures."""
-    from ase.constraints import FixAtoms
-    from ase.optimize import BFGS
+    from pesflow.structures.identity import relax_locally
 
-    work = atoms.copy()
-    work.constraints = [FixAtoms(indices=range(fixed))] if fixed else []
-    work.calc = calculator
-    optimizer = BFGS(work, logfile=None)
-    converged = optimizer.run(fmax=fmax, steps=steps)
+    work, converged, taken = relax_locally(atoms, calculator, fmax, steps, fixed, "BFGS")
     forces = work.get_forces()[fixed:]
-    return work, {"relaxed_energy": float(work.get_potential_energy()),
-                  "steps": int(optimizer.nsteps), "converged": bool(converged),
+    return work, {"relaxed_energy": float(work.get_potential_energy()), "steps": taken,
+                  "converged": converged,
                   "max_force": float(np.linalg.norm(forces, axis=1).max())}
 
 

@@ -165,10 +165,8 @@ class SearchRun:
         self.stop_reason: str | None = state.get("stop_reason")
         self.sessions: list[dict] = list(state.get("sessions", []))
         self.level = _oracle_level(config)
-        self.launch = MPILaunch(
-            ranks=site.dft.ranks, launcher=site.dft.launcher, mpi_args=tuple(site.dft.mpi_args),
-            timeout=config.oracle.timeout if isinstance(config.oracle, GPAWOracle) else None,
-        )
+        self.launch = MPILaunch.of(
+            site.dft, config.oracle.timeout if isinstance(config.oracle, GPAWOracle) else None)
         self.submitted: dict[int, _Submitted] = {}
         self.held: list[_Submitted] = []  # oracle tasks waiting for budget (or their turn)
         self.held_surrogate: list[_Submitted] = []  # overlap=False: waiting for the oracle
