@@ -121,6 +121,16 @@ def test_tiny_campaign_judges_keeps_finished_repeats_and_grows(tmp_path):
     never = results["problems"]["LJ7-never"]["cells"]["RSS/morse6-alone"]
     assert never["successes"] == 0 and never["calls_at_end"] == [3, 3]
     assert never["curve_calls"]["cdf"][-1] == 0.0
+    # ... and the table says so: 2 repeats, 0 successes, "0 %" at 3 calls with the exact
+    # binomial band of 0 of 2 (0-84 %)
+    table = (out / "LJ7-never-table.md").read_text().splitlines()
+    assert table[0].startswith("| LJ7-never, morse:rho0=6 alone | repeats | successes |")
+    assert "success by 3 calls" in table[0]
+    assert table[2].startswith("| RSS | 2 | 0 |") and "| 0 % (0–84) | – |" in table[2]
+    lj7_table = (out / "LJ7-table.md").read_text()
+    for label, cell in results["problems"]["LJ7"]["cells"].items():
+        algorithm = label.split("/")[0]
+        assert f"| {algorithm} | 2 | {cell['successes']} |" in lj7_table
 
     # LJ7's basin is reached: each verdict agrees with an independent ASE relaxation.
     lj7 = results["problems"]["LJ7"]["cells"]
@@ -160,7 +170,7 @@ def test_tiny_campaign_judges_keeps_finished_repeats_and_grows(tmp_path):
     assert again["problems"] == results["problems"]
     assert (tmp_path / "pub" / "results.json").read_bytes() == (out / "results.json").read_bytes()
     assert sorted(p.name for p in (tmp_path / "pub").iterdir()) == [
-        "LJ7-never.png", "LJ7.png", "results.json"]
+        "LJ7-never-table.md", "LJ7-never.png", "LJ7-table.md", "LJ7.png", "results.json"]
 
     # One repeat more per cell: the new ones run, the old ones stay untouched.
     assert _bench(tmp_path, TINY, out, "--repeats", "3") == 0

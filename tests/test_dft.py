@@ -92,3 +92,11 @@ def test_dft_command(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
     empty.write_text("")
     assert main(["dft", str(empty)]) == 2
     assert "empty" in capsys.readouterr().err
+
+
+def test_a_reduced_basis_is_looked_up_in_the_file_it_is_cut_from() -> None:
+    """`sz(dzp)`: GPAW's single-zeta part of the dzp file (gpaw-data ships dzp only)."""
+    from pesflow.dft.settings import missing_data
+
+    assert missing_data(get_settings("fast", basis="sz(dzp)"), ["Ag", "S", "Ag"]) == []
+    assert missing_data(get_settings("fast", basis="qzp"), ["Ag"]) == ["Ag.qzp.basis"]

@@ -82,3 +82,19 @@ def test_console_script(tmp_path: Path):
         f"pesflow site: error: site config {bad}: unknown key 'surrogate.cores' "
         "(allowed here: provider, workers)"
     )
+
+
+def test_a_local_site_occupies_at_most_the_machines_cores(monkeypatch: pytest.MonkeyPatch):
+    """CPU time = cores × wall: a local pool larger than the machine shares its cores."""
+    from pesflow.executors.site import load_site
+    from pesflow.workflows.search import site_cores
+
+    local = load_site(SITE_CONFIGS / "local-htex.yaml")  # 2 workers + 1 x 2 ranks
+    slurm = load_site(SITE_CONFIGS / "slurm.yaml")
+    declared = site_cores(slurm)
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert site_cores(local) == 2
+    assert site_cores(slurm) == declared  # nodes elsewhere: what the site declares
+    assert site_cores(local.model_copy(update={"cores": 8})) == 8  # said outright
+    monkeypatch.setattr("os.cpu_count", lambda: 64)
+    assert site_cores(local) == 4

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from pesflow.errors import InputError
+from pesflow.workflows.bench import success_table
 
 ROOT = Path(__file__).resolve().parents[2]
 CAMPAIGN = ROOT / "benchmarks" / "campaign" / "standins.yaml"
@@ -249,37 +250,6 @@ def pesflow_cells(results: dict | None, problem: str, prior: str, success: dict)
             if c.get("prior") == prior}
 
 
-def curve_at(curve: dict, x: float) -> tuple[float, float, float]:
-    """A success curve's value and 95 % band at ``x`` (a step function)."""
-    k = max(i for i, xi in enumerate(curve["x"]) if xi <= x)
-    return curve["cdf"][k], curve["low"][k], curve["high"][k]
-
-
-def table(problem: str, budget: int, prior: str, cells: dict[str, dict]) -> str:
-    """A markdown table: success at a quarter, half and all of ``budget``, median calls to
-    success and seconds per oracle call, one row per method (label -> cell)."""
-    marks = [budget // 4, budget // 2, budget]
-    head = (f"| {problem}, prior {prior} | repeats | successes | "
-            + " | ".join(f"success by {m} calls" for m in marks)
-            + " | median calls to success | s per oracle call (median of repeats) |")
-    rows = [head, "|" + " --- |" * (head.count("|") - 1)]
-    for label, cell in cells.items():
-        if "curve_calls" not in cell:
-            continue
-        rates = []
-        for m in marks:
-            p, low, high = curve_at(cell["curve_calls"], m)
-            rates.append(f"{100 * p:.0f} % ({100 * low:.0f}–{100 * high:.0f})")
-        seconds = [t / n for t, n in zip(cell.get("wall_s_at_end", cell["cpu_s_at_end"]),
-                                         cell["calls_at_end"], strict=True) if n]
-        median = cell.get("median_calls_to_success")
-        rows.append(f"| {label} | {cell['finished']} | {cell['successes']} | "
-                    + " | ".join(rates)
-                    + f" | {'–' if median is None else f'{median:g}'} | "
-                    + (f"{statistics.median(seconds):.2f}" if seconds else "–") + " |")
-    return "\n".join(rows) + "\n"
-
-
 def plot_problem(problem: str, cells: dict[str, dict], theirs: dict[str, dict[str, dict]],
                  path: Path) -> Path | None:
     """One row per prior: success vs oracle calls and vs CPU time (log)."""
@@ -360,7 +330,7 @@ def compare(agox_dir: Path, out: Path, campaign_path: Path, pesflow: Path | None
         tables = []
         for prior, mine in theirs.items():
             agox = {c["algorithm"]: c for k, c in cells.items() if k.endswith("/" + prior)}
-            tables.append(table(problem, budget, prior, {**mine, **agox}))
+            tables.append(success_table(f"{problem}, prior {prior}", budget, {**mine, **agox}))
         (out / f"{problem}-table.md").write_text("\n".join(tables))
     tmp = out / "agox.json.tmp"
     tmp.write_text(json.dumps(summary, indent=1))

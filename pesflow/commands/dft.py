@@ -18,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--ranks", type=int, default=1, help="MPI ranks (default 1)")
     parser.add_argument("--kpts", type=int, nargs=3, metavar="K", help="k-point grid")
     parser.add_argument("--mode", choices=["lcao", "pw"], help="override the preset's mode")
-    parser.add_argument("--basis", help="override the LCAO basis (dzp, szp, sz)")
+    parser.add_argument("--basis", help="override the LCAO basis (dzp, szp, sz, sz(dzp))")
     parser.add_argument("--ecut", type=float, help="plane-wave cutoff in eV")
     parser.add_argument("--maxiter", type=int, help="SCF iteration cap")
     parser.add_argument("--timeout", type=float, help="wall-time limit in seconds")

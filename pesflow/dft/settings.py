@@ -19,7 +19,8 @@ class GPAWSettings(BaseModel):
     ecut
         Plane-wave cutoff in eV (``pw`` only).
     basis
-        LCAO basis set name (``dzp``, ``szp``, ``sz``); PAW setups and basis sets come from
+        LCAO basis set name (``dzp``, ``szp``, ``sz``, or ``sz(dzp)``: the single-zeta part
+        of the dzp file, when only dzp is installed); PAW setups and basis sets come from
         the ``gpaw-data`` package.
     xc
         Exchange–correlation functional.
@@ -126,7 +127,9 @@ def missing_data(settings: GPAWSettings, symbols: list[str]) -> list[str]:
 
     wanted = [f"{s}.{settings.xc}" for s in sorted(set(symbols))]
     if settings.mode == "lcao":
-        wanted += [f"{s}.{settings.basis}.basis" for s in sorted(set(symbols))]
+        # "sz(dzp)" is GPAW's sz part of the dzp file: the file is the name in parentheses
+        stored = settings.basis.rstrip(")").split("(")[-1]
+        wanted += [f"{s}.{stored}.basis" for s in sorted(set(symbols))]
     missing = []
     for name in wanted:
         try:

@@ -168,7 +168,8 @@ class SiteConfig(_Strict):
     cores: int | None = Field(
         None, ge=1,
         description="cores the run occupies, for CPU time = cores x wall time (default: "
-        "surrogate workers + dft workers x ranks)",
+        "surrogate workers + dft workers x ranks, at most this machine's cores where every "
+        "label is local)",
     )
 
     @model_validator(mode="after")

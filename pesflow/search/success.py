@@ -52,6 +52,11 @@ class SuccessCurve:
         k = np.searchsorted(self.x, np.asarray(x, dtype=float), side="right") - 1
         return np.asarray(self.cdf)[np.clip(k, 0, None)] * (k >= 0)
 
+    def at(self, x: float) -> tuple[float, float, float]:
+        """The curve's value and band at ``x``: (share, low, high)."""
+        k = int(np.searchsorted(self.x, x, side="right")) - 1
+        return (self.cdf[k], self.low[k], self.high[k]) if k >= 0 else (0.0, 0.0, 0.0)
+
     def todict(self) -> dict:
         return {**asdict(self), "n_runs": self.n_runs}
 

@@ -41,6 +41,7 @@ import logging
 import math
 import queue
 import re
+import statistics
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -1264,6 +1265,37 @@ def _cell_results(cell: Cell) -> dict:
     return result
 
 
+def success_table(title: str, budget: int, cells: dict[str, dict]) -> str:
+    """A markdown table, one row per cell (label -> a ``results.json`` cell): repeats,
+    successes, the share that succeeded by a quarter, half and all of ``budget`` oracle calls
+    (95 % band), median calls to success, seconds per oracle call and best raw energy
+    (medians over repeats)."""
+    from pesflow.search.success import SuccessCurve
+
+    marks = [budget // 4, budget // 2, budget]
+    head = (f"| {title} | repeats | successes | "
+            + " | ".join(f"success by {m} calls" for m in marks)
+            + " | median calls to success | s per oracle call (median) "
+              "| best raw energy, eV (median) |")
+    rows = [head, "|" + " --- |" * (head.count("|") - 1)]
+    for label, cell in cells.items():
+        if "curve_calls" not in cell:
+            continue
+        curve = SuccessCurve.fromdict(cell["curve_calls"])
+        rates = [f"{100 * p:.0f} % ({100 * low:.0f}–{100 * high:.0f})"
+                 for p, low, high in map(curve.at, marks)]
+        seconds = [t / n for t, n in zip(cell.get("wall_s_at_end", cell["cpu_s_at_end"]),
+                                         cell["calls_at_end"], strict=True) if n]
+        median = cell.get("median_calls_to_success")
+        best = [e for e in cell.get("best_raw_energy", []) if e is not None]
+        rows.append(f"| {label} | {cell['finished']} | {cell['successes']} | "
+                    + " | ".join(rates)
+                    + f" | {'–' if median is None else f'{median:g}'}"
+                    + f" | {f'{statistics.median(seconds):.2f}' if seconds else '–'}"
+                    + f" | {f'{statistics.median(best):.2f}' if best else '–'} |")
+    return "\n".join(rows) + "\n"
+
+
 def write_results(plan: Plan, command: str = "", publish: Path | None = None) -> dict:
     """Rebuild ``results.json`` and one ``<problem>.png`` per problem from the repeats'
     records (finished repeats only; unfinished ones are counted, not drawn).
@@ -1299,16 +1331,20 @@ def write_results(plan: Plan, command: str = "", publish: Path | None = None) ->
         chosen = out / problem / "reference" / "reference.json"
         if chosen.exists():
             results["problems"][problem]["reference"] = json.loads(chosen.read_text())
-        rows = []
+        rows, tables = [], []
         for prior in dict.fromkeys(c.prior.name for c in cells):
             got = {c.algorithm.name: results["problems"][problem]["cells"][c.key.split("/", 1)[1]]
                    for c in cells if c.prior.name == prior}
+            p = next(c.prior for c in cells if c.prior.name == prior)
+            budget = plan.budgets[problem].oracle_calls or max(  # a wall-time-only budget
+                (n for r in got.values() for n in r.get("calls_at_end", [])), default=4)
+            tables.append(success_table(
+                f"{problem}, {p.prior}{' + Δ' if p.delta else ' alone'}", budget, got))
             calls = {a: SuccessCurve.fromdict(r["curve_calls"]) for a, r in got.items()
                      if "curve_calls" in r}
             cpu = {a: SuccessCurve.fromdict(r["curve_cpu"]) for a, r in got.items()
                    if "curve_cpu" in r}
             if calls:
-                p = next(c.prior for c in cells if c.prior.name == prior)
                 title = f"prior {p.prior}{' + Δ-model' if p.delta else ' alone'}"
                 rows.append([SuccessPanel(calls, f"{title}: oracle calls"),
                              SuccessPanel(cpu, f"{title}: CPU time", xlog=True)])
@@ -1316,12 +1352,14 @@ def write_results(plan: Plan, command: str = "", publish: Path | None = None) ->
             plot_success_panels(rows, out / f"{problem}.png",
                                 title=f"{campaign.name}: {problem} "
                                       f"({'quick' if plan.quick else 'full'} size)")
+        atomic_write_bytes(out / f"{problem}-table.md", "\n".join(tables).encode())
     atomic_write_json(out / RESULTS, results, indent=1)
     if publish is not None:
         import shutil
 
         publish.mkdir(parents=True, exist_ok=True)
-        for name in [RESULTS, *(f"{p}.png" for p in results["problems"])]:
+        for name in [RESULTS, *(f"{p}{end}" for p in results["problems"]
+                                for end in (".png", "-table.md"))]:
             if (out / name).exists():
                 shutil.copyfile(out / name, publish / name)
     return results

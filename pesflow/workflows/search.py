@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import queue
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -73,12 +74,21 @@ STATE_VERSION = 1
 
 
 def site_cores(site: SiteConfig) -> int:
-    """Cores a run on ``site`` occupies (for CPU time = cores × wall time)."""
+    """Cores a run on ``site`` occupies (for CPU time = cores × wall time).
+
+    ``site.cores`` if given; else the surrogate workers plus the dft workers × ranks, at
+    most this machine's cores when every label runs here (a local pool larger than the
+    machine shares its cores; it does not occupy more).
+    """
     if site.cores is not None:
         return site.cores
     if site.dft.shared:
-        return site.surrogate.workers
-    return site.surrogate.workers + site.dft.workers * site.dft.ranks
+        cores = site.surrogate.workers
+    else:
+        cores = site.surrogate.workers + site.dft.workers * site.dft.ranks
+    if all(cfg.provider.type == "local" for cfg in site.labels().values()):
+        cores = min(cores, os.cpu_count() or cores)
+    return cores
 
 
 #: Seconds between checkpoints written only because surrogate results arrived (oracle
