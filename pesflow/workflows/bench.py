@@ -1338,8 +1338,9 @@ def write_results(plan: Plan, command: str = "", publish: Path | None = None) ->
             p = next(c.prior for c in cells if c.prior.name == prior)
             budget = plan.budgets[problem].oracle_calls or max(  # a wall-time-only budget
                 (n for r in got.values() for n in r.get("calls_at_end", [])), default=4)
-            tables.append(success_table(
-                f"{problem}, {p.prior}{' + Δ' if p.delta else ' alone'}", budget, got))
+            if any("curve_calls" in r for r in got.values()):  # some repeat has finished
+                tables.append(success_table(
+                    f"{problem}, {p.prior}{' + Δ' if p.delta else ' alone'}", budget, got))
             calls = {a: SuccessCurve.fromdict(r["curve_calls"]) for a, r in got.items()
                      if "curve_calls" in r}
             cpu = {a: SuccessCurve.fromdict(r["curve_cpu"]) for a, r in got.items()
