@@ -1335,20 +1335,20 @@ def write_results(plan: Plan, command: str = "", publish: Path | None = None) ->
         for prior in dict.fromkeys(c.prior.name for c in cells):
             got = {c.algorithm.name: results["problems"][problem]["cells"][c.key.split("/", 1)[1]]
                    for c in cells if c.prior.name == prior}
-            p = next(c.prior for c in cells if c.prior.name == prior)
-            budget = plan.budgets[problem].oracle_calls or max(  # a wall-time-only budget
-                (n for r in got.values() for n in r.get("calls_at_end", [])), default=4)
-            if any("curve_calls" in r for r in got.values()):  # some repeat has finished
-                tables.append(success_table(
-                    f"{problem}, {p.prior}{' + Δ' if p.delta else ' alone'}", budget, got))
             calls = {a: SuccessCurve.fromdict(r["curve_calls"]) for a, r in got.items()
                      if "curve_calls" in r}
             cpu = {a: SuccessCurve.fromdict(r["curve_cpu"]) for a, r in got.items()
                    if "curve_cpu" in r}
-            if calls:
-                title = f"prior {p.prior}{' + Δ-model' if p.delta else ' alone'}"
-                rows.append([SuccessPanel(calls, f"{title}: oracle calls"),
-                             SuccessPanel(cpu, f"{title}: CPU time", xlog=True)])
+            if not calls:  # no repeat of this prior has finished
+                continue
+            p = next(c.prior for c in cells if c.prior.name == prior)
+            budget = plan.budgets[problem].oracle_calls or max(  # a wall-time-only budget
+                n for r in got.values() for n in r.get("calls_at_end", []))
+            tables.append(success_table(
+                f"{problem}, {p.prior}{' + Δ' if p.delta else ' alone'}", budget, got))
+            title = f"prior {p.prior}{' + Δ-model' if p.delta else ' alone'}"
+            rows.append([SuccessPanel(calls, f"{title}: oracle calls"),
+                         SuccessPanel(cpu, f"{title}: CPU time", xlog=True)])
         if rows:
             plot_success_panels(rows, out / f"{problem}.png",
                                 title=f"{campaign.name}: {problem} "
