@@ -272,7 +272,7 @@ BAD = [
      "no file at"),
     (lambda c: c["problems"][0]["success"].update(criterion="graph", structure="x.xyz"),
      "unknown key 'problems.LJ7.success.energy' (allowed here: candidates, relax_fmax, "
-     "relax_steps, criterion, structure,"),
+     "relax_steps, bond_factor, tolerance, criterion, structure)"),
     (lambda c: c.update(exclude=[{"algorithm": "RSS"}, {"algorithm": "REX"}]),
      "every cell is excluded"),
 ]
@@ -419,6 +419,21 @@ def test_the_real_ag2s_campaign_is_valid_and_leaves_its_references_to_after_the_
     assert all(chosen_after_runs(p.success) for p in campaign.problems)
 
 
+def test_the_surface_standin_campaign_compares_algorithms_on_a_close_prior():
+    from pesflow.workflows.bench import chosen_after_runs
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "campaign" / "surface-standin.yaml"
+    campaign = load_campaign(path)
+    full = plan_campaign(campaign, "/nonexistent/out")
+    assert campaign.oracle.model == "emt" and campaign.repeats >= 10
+    close = {c.algorithm.algorithm for c in full.cells if c.prior.name == "morse"}
+    assert close == {"rss", "basin_hopping", "gofee", "rex"}
+    assert {c.key for c in full.cells} >= {"Au4-Ag111/REX/morse-alone", "Au4-Ag111/REX/repulsive"}
+    (problem,) = campaign.problems
+    assert problem.success.criterion == "energy" and chosen_after_runs(problem.success)
+    assert problem.success.candidates >= 2  # distinct graphs are relaxed for the reference
+
+
 def test_the_agox_runners_copy_of_the_basin_test_matches_pesflows():
     """agox_runner.py (AGOX's venv, no pesflow) carries a copy of the numpy LJ basin test;
     both sides of the side-by-side benchmark must judge alike."""
@@ -488,10 +503,24 @@ def test_a_reference_chosen_after_the_runs_is_relaxed_once_and_judges_every_repe
 
 
 def test_an_energy_reference_chosen_after_the_runs_judges_by_its_energy(tmp_path):
-    campaign = _lj7_rss_campaign({"criterion": "energy", "threshold": 0.3})
+    from pesflow.structures.identity import same_graph
+
+    campaign = _lj7_rss_campaign({"criterion": "energy", "threshold": 0.3, "candidates": 2})
     out = tmp_path / "out"
     assert _bench(tmp_path, campaign, out) == 0
-    chosen = json.loads((out / "LJ7" / "reference" / "reference.json").read_text())
+    folder = out / "LJ7" / "reference"
+    chosen = json.loads((folder / "reference.json").read_text())
+    assert len(chosen["candidates"]) == 2
+    # the candidates are the lowest evaluations of distinct graphs
+    def structure(source):
+        saved = read_checkpoint(out / source["repeat"] / "checkpoint.h5")
+        return next(atoms for meta, atoms in zip(saved.state["evaluations"], saved.structures,
+                                                 strict=True) if meta["call"] == source["call"])
+
+    first, second = chosen["sources"]
+    assert first["energy"] <= second["energy"]
+    assert not same_graph(structure(first), structure(second))
+    assert chosen["energy"] == min(c["relaxed_energy"] for c in chosen["candidates"])
     assert chosen["energy"] < chosen["sources"][0]["energy"]  # relaxed below the raw one
     for path in _repeat_dirs(out):
         record = json.loads((path / "bench.json").read_text())

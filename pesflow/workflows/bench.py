@@ -122,6 +122,9 @@ class _ChosenAfter(Strict):
     candidates: int = Field(1, ge=1, le=20, description="structures relaxed for the reference")
     relax_fmax: float = Field(0.05, gt=0, description="eV/Å where a reference relaxation stops")
     relax_steps: int = Field(200, ge=1, le=10_000)
+    # the candidates must have distinct bond graphs (for `energy` too)
+    bond_factor: float = Field(1.3, gt=0)
+    tolerance: float = Field(1e-7, gt=0)
 
 
 class GraphSuccess(_ChosenAfter):
@@ -136,8 +139,6 @@ class GraphSuccess(_ChosenAfter):
 
     criterion: Literal["graph"]
     structure: Path | None = None
-    bond_factor: float = Field(1.3, gt=0)
-    tolerance: float = Field(1e-7, gt=0)
 
 
 class EnergySuccess(_ChosenAfter):
