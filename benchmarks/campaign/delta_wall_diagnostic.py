@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 from ase.io import read
-from ase.optimize import FIRE
 from scipy.linalg import solve_triangular
 
 from pesflow.models.delta import DeltaModel, DeltaSettings
@@ -32,6 +31,7 @@ from pesflow.models.gpr import Kernel, _cholesky
 from pesflow.models.priors import make_prior
 from pesflow.models.registry import get_calculator
 from pesflow.structures.generators import random_structure
+from pesflow.structures.identity import relax_locally
 from pesflow.structures.problem import lj_cluster
 
 GRID_AMPLITUDE = (1.0, 1e2, 1e4, 1e6)
@@ -58,10 +58,7 @@ def lj_energy_of_minima(starts: list[Atoms], calculator_of, lj) -> list[float]:
     """LJ energies of ``starts`` relaxed in the surrogate ``calculator_of()``."""
     energies = []
     for start in starts:
-        atoms = start.copy()
-        atoms.calc = calculator_of()
-        FIRE(atoms, logfile=None).run(fmax=0.05, steps=300)
-        scored = atoms.copy()
+        scored, _, _ = relax_locally(start, calculator_of(), 0.05, 300, optimizer="FIRE")
         scored.calc = lj
         energies.append(float(scored.get_potential_energy()))
     return energies

@@ -15,11 +15,10 @@ import argparse
 
 import numpy as np
 from ase.calculators.emt import EMT
-from ase.constraints import FixAtoms
-from ase.optimize import FIRE
 
 from pesflow.models.priors import make_prior
 from pesflow.structures.generators import random_structure
+from pesflow.structures.identity import relax_locally
 from pesflow.structures.problem import emt_surface
 
 
@@ -27,11 +26,7 @@ def emt_energies_of_minima(starts, calculator_of, n_fixed: int) -> np.ndarray:
     """EMT energies of ``starts`` relaxed in ``calculator_of()`` with the slab fixed."""
     energies = []
     for start in starts:
-        atoms = start.copy()
-        atoms.set_constraint(FixAtoms(range(n_fixed)))
-        atoms.calc = calculator_of()
-        FIRE(atoms, logfile=None).run(fmax=0.05, steps=500)
-        scored = atoms.copy()
+        scored, _, _ = relax_locally(start, calculator_of(), 0.05, 500, n_fixed, "FIRE")
         scored.calc = EMT()
         energies.append(scored.get_potential_energy())
     return np.array(energies)
