@@ -80,6 +80,26 @@ def test_json_round_trip_and_plot(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_log_axis_of_repeats_censored_close_together_is_readable():
+    """CPU times that all lie within 5 % (every repeat censored) still get an axis from
+    one power of ten to the next, labelled there and not at each minor tick."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pesflow.search.success import draw_success_curves
+
+    curve = success_curve([None, None, None], [310.0, 312.0, 325.0], unit="CPU core-seconds")
+    fig, ax = plt.subplots()
+    draw_success_curves(ax, [curve], xlog=True)
+    fig.canvas.draw()
+    assert ax.get_xlim() == pytest.approx((100.0, 1000.0))
+    minor = [t.get_text() for t in ax.get_xticklabels(minor=True)]
+    assert minor and all(text == "" for text in minor)
+    plt.close(fig)
+
+
 def test_curve_from_seeded_runs():
     """First-success calls of real (cheap) RSS runs on LJ7 make a curve that matches a
     hand count; runs that never succeed are censored at their budget."""

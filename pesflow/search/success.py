@@ -189,10 +189,25 @@ def draw_success_curves(
     ax.set_ylabel("share of repeats that found the solution")
     ax.set_ylim(-0.02, 1.02)
     if xlog:
-        ax.set_xscale("log")
+        _decade_log_axis(ax)
     if legend:
         ax.legend(loc="lower right", fontsize="small")
     ax.grid(alpha=0.3)
+
+
+def _decade_log_axis(ax) -> None:
+    """A log x axis reaching from one power of ten to another, labelled at those only.
+
+    Repeats censored at similar CPU times give a range narrower than a decade, where
+    matplotlib would label every minor tick and the labels run into each other.
+    """
+    from matplotlib.ticker import NullFormatter
+
+    ax.set_xscale("log")
+    low, high = ax.get_xlim()
+    if low > 0 and high / low < 10:
+        ax.set_xlim(10 ** math.floor(math.log10(low)), 10 ** math.ceil(math.log10(high)))
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def plot_success_curves(
