@@ -272,3 +272,53 @@ def test_delta_corrects_a_wrong_prior():
     model_mae = np.mean(np.abs([model.predict(a)[0] for a in test_structures] - energies[test]))
     assert prior_mae > 0.1
     assert model_mae < prior_mae / 5, (prior_mae, model_mae)
+
+
+def test_models_sharing_one_prior_in_threads_get_their_own_prior_results():
+    """Runs in one coordinator share a prior calculator (built once per thread) while their
+    Δ-models train in background threads. ASE keeps results on the calculator, so without
+    a lock one thread read another's results or none ("energy not present", seen in the
+    LJ38 campaign). Two models evaluate different clusters on one Morse prior in two
+    threads, switching as often as Python allows; every energy and force must be the one a
+    private prior gives."""
+    import sys
+    import threading
+
+    rng = np.random.default_rng(7)
+    clusters = [[random_cluster(n, rng) for n in (5, 6, 7)] for _ in range(2)]
+    expected = []
+    for frames in clusters:
+        rows = []
+        for atoms in frames:
+            own = morse_prior()
+            rows.append((own.get_potential_energy(atoms), own.get_forces(atoms).copy()))
+        expected.append(rows)
+    shared = morse_prior()
+    models = [DeltaModel(["Cu"], prior=shared), DeltaModel(["Cu"], prior=shared)]
+    failures: list[str] = []
+
+    def evaluate(k: int) -> None:
+        try:
+            calc = models[k].calculator()
+            for _ in range(40):
+                for atoms, (energy, forces) in zip(clusters[k], expected[k], strict=True):
+                    work = atoms.copy()
+                    work.calc = calc
+                    # an untrained model: its energy and forces are the prior's
+                    assert work.get_potential_energy() == pytest.approx(energy, abs=1e-9)
+                    np.testing.assert_allclose(work.get_forces(), forces, atol=1e-9)
+                    assert models[k].predict(atoms)[0] == pytest.approx(energy, abs=1e-9)
+        except Exception as error:  # a thread's failure must reach the test
+            failures.append(f"model {k}: {type(error).__name__}: {error}")
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=evaluate, args=(k,)) for k in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert not failures, failures[:3]

@@ -12,6 +12,7 @@ gradient plus a self-kernel term (projected process).
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -224,9 +225,7 @@ class DeltaModel:
             self._label_noise.append(self.rng.normal(0.0, self.settings.sigma_label * n, size=k))
 
     def _prior_energy_of(self, atoms: Atoms) -> float:
-        if self.prior is None:
-            return 0.0
-        return float(self.prior.get_potential_energy(atoms.copy()))
+        return prior_energy_forces(self.prior, atoms, forces=False)[0]
 
     # -------------------------------------------------------------- training
     def train(self) -> None:
@@ -522,12 +521,7 @@ class DeltaCalculator(Calculator):
             atoms, forces=want_forces, kappa=self.kappa, include=include
         )
         sigma = prediction.sigma if prediction.sigma is not None else 0.0
-        prior = self.model.prior
-        if prior is None:
-            e_prior, f_prior = 0.0, np.zeros((len(atoms), 3))
-        else:
-            e_prior = float(prior.get_potential_energy(atoms))
-            f_prior = prior.get_forces(atoms) if want_forces else None
+        e_prior, f_prior = prior_energy_forces(self.model.prior, atoms, forces=want_forces)
         energy = e_prior + prediction.energy - self.kappa * sigma
         self.results["energy"] = self.results["free_energy"] = energy
         self.results["uncertainty"] = sigma
@@ -535,6 +529,33 @@ class DeltaCalculator(Calculator):
         self.results["delta_energy"] = prediction.energy
         if want_forces:
             self.results["forces"] = f_prior + prediction.forces
+
+
+_PRIOR_LOCKS: dict[int, threading.Lock] = {}
+_PRIOR_LOCKS_GUARD = threading.Lock()
+
+
+def prior_energy_forces(
+    prior: Calculator | None, atoms: Atoms, forces: bool = True
+) -> tuple[float, np.ndarray | None]:
+    """E_prior of ``atoms`` and (with ``forces``) its forces, safe across threads.
+
+    ASE calculators keep their results on the instance, so two threads sharing one prior
+    (a coordinator's Δ-models training in the background, two runs in one process) can
+    read each other's results or none ("energy not present"). Each prior therefore gets
+    a lock, held while it computes on a private copy of ``atoms``; in a thread that owns
+    its prior the lock is never contended.
+    """
+    if prior is None:
+        return 0.0, np.zeros((len(atoms), 3)) if forces else None
+    with _PRIOR_LOCKS_GUARD:
+        lock = _PRIOR_LOCKS.setdefault(id(prior), threading.Lock())
+    work = Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
+    work.constraints = [c.copy() for c in atoms.constraints]
+    with lock:
+        energy = float(prior.get_potential_energy(work))
+        f = np.array(prior.get_forces(work)) if forces else None
+    return energy, f
 
 
 def _free_atoms(atoms: Atoms) -> np.ndarray | None:
