@@ -550,8 +550,7 @@ def prior_energy_forces(
         return 0.0, np.zeros((len(atoms), 3)) if forces else None
     with _PRIOR_LOCKS_GUARD:
         lock = _PRIOR_LOCKS.setdefault(id(prior), threading.Lock())
-    work = Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
-    work.constraints = [c.copy() for c in atoms.constraints]
+    work = atoms.copy()
     with lock:
         energy = float(prior.get_potential_energy(work))
         f = np.array(prior.get_forces(work)) if forces else None
