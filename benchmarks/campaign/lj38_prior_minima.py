@@ -1,8 +1,8 @@
 """Is the truncated octahedron the LJ38 minimum of each Morse prior? (SPEC.md §3 asks.)
 
-Builds the fcc truncated octahedron (the 38 fcc sites nearest an octahedral hole: shells of
-6, 8 and 24), relaxes it in LJ and in each prior, and compares it with the lowest structure
-a prior-only REX search found in that prior: per repeat, the evaluated structure with the
+Builds the fcc truncated octahedron (ASE's ``Octahedron``, length 4, cutoff 1), relaxes
+it in LJ and in each prior, and compares it with the lowest structure a prior-only REX
+search found in that prior: per repeat, the evaluated structure with the
 lowest prior energy, relaxed in the prior (L-BFGS, fmax 1e-3 eV/Å) and then in LJ.
 
     .venv/bin/python benchmarks/campaign/lj38_prior_minima.py \
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 from ase import Atoms
+from ase.cluster import Octahedron
 from ase.io import read
 
 from pesflow.models.registry import get_calculator
@@ -27,13 +28,8 @@ FMAX, STEPS = 1e-3, 5000
 
 
 def truncated_octahedron(nearest_neighbour: float = 2 ** (1 / 6) * 2.5) -> Atoms:
-    """The 38-atom fcc truncated octahedron (LJ38's global minimum)."""
-    a = nearest_neighbour * np.sqrt(2)
-    grid = np.array([(i, j, k) for i in range(-3, 4) for j in range(-3, 4) for k in range(-3, 4)
-                     if (i + j + k) % 2 == 0], dtype=float) * a / 2
-    hole = np.array([a / 2, 0.0, 0.0])
-    nearest = np.argsort(np.linalg.norm(grid - hole, axis=1), kind="stable")[:38]
-    return Atoms("Kr38", positions=grid[nearest] - hole, cell=[30.0] * 3)
+    """The 38-atom fcc truncated octahedron (LJ38's global minimum), from ASE."""
+    return Octahedron("Kr", 4, cutoff=1, latticeconstant=nearest_neighbour * np.sqrt(2))
 
 
 def energy_in(atoms: Atoms, spec: str, relax: bool) -> tuple[float, Atoms]:
