@@ -13,7 +13,7 @@ import importlib
 import sys
 
 from pesflow import __version__
-from pesflow.errors import InputError
+from pesflow.errors import InputError, SearchStalled
 
 #: Subcommand modules, in the order ``pesflow --help`` lists them.
 COMMANDS = ("run", "resume", "status", "pes", "dft", "models", "site", "demo", "bench")
@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as error:
         print(f"pesflow {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except SearchStalled as error:
+        print(f"pesflow {args.command}: error: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -11,3 +11,8 @@ class InputError(ValueError):
 
 class ModelUnavailableError(InputError):
     """A model name is unknown or its weights are not on this machine."""
+
+
+class SearchStalled(RuntimeError):
+    """A search cannot go on (every surrogate task fails, say); the run keeps its last
+    checkpoint. The CLI prints ``str(error)`` on one line and exits with status 1."""

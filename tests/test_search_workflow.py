@@ -199,6 +199,33 @@ def test_a_surrogate_task_that_raises_is_dropped_with_its_reason(tmp_path, caplo
         run.close(clean=False)
 
 
+def test_a_run_whose_surrogate_always_fails_stops_with_a_message(tmp_path, capsys,
+                                                                 monkeypatch):
+    """A prior that raises on every call (a broken model file, a GPU out of memory): no
+    candidate ever reaches the oracle. Before the guard the engine re-proposed forever
+    without a word. The fault is injected into ASE's Morse calculator; the run is real."""
+    from ase.calculators.morse import MorsePotential
+
+    from pesflow.workflows import search
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory (injected)")
+
+    monkeypatch.setattr(MorsePotential, "calculate", broken)
+    monkeypatch.setattr(search, "SURROGATE_FAILURES_IN_A_ROW", 12)
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(lj_config(REX)))
+    (tmp_path / "site.yaml").write_text(yaml.safe_dump(THREADS))
+    status = main(["run", str(tmp_path / "run.yaml"), "--site", str(tmp_path / "site.yaml"),
+                   "--out", str(tmp_path / "run"), "--quiet"])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert "the last 12 surrogate tasks all failed" in err and "injected" in err
+    assert "pesflow resume" in err and len(err.strip().splitlines()) == 1
+    assert read_checkpoint(tmp_path / "run" / "checkpoint.h5").state["n_calls"] == 0
+    log = (tmp_path / "run" / "pesflow.log").read_text()
+    assert log.count("dropped: RuntimeError: CUDA out of memory (injected)") >= 12
+
+
 def test_a_second_coordinator_is_refused_while_a_run_holds_the_dir(tmp_path, capsys):
     data = lj_config(REX)
     run = SearchRun.start(parse_run_config(data), parse_site(THREADS), tmp_path / "run")

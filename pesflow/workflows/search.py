@@ -47,7 +47,7 @@ from ase import Atoms
 from pesflow import __version__
 from pesflow.config import GPAWOracle, RunConfig, dump_run_config, load_run_config
 from pesflow.dft.oracle import MPILaunch, StandIn
-from pesflow.errors import InputError
+from pesflow.errors import InputError, SearchStalled
 from pesflow.executors.site import SiteConfig
 from pesflow.models.loaded import SurrogateRef, prior_calculator
 from pesflow.search.base import Engine, engine_from_state
@@ -100,6 +100,12 @@ CHECKPOINT_EVERY = 5.0
 #: time then fails after this many.
 LOST_WORKER_RETRIES = 3
 _LOST = ("ManagerLost", "WorkerLost")
+
+#: Surrogate tasks failing one after another before a run gives up. Single failures are
+#: normal (a relaxation through the energy floor where the Δ-model has no data: up to 546
+#: in one 100-call LJ26 campaign run); an unbroken run this long means nothing can relax,
+#: and the engines would otherwise re-propose forever.
+SURROGATE_FAILURES_IN_A_ROW = 1000
 
 
 def _error_result(task: Task, reason: str) -> Result:
@@ -170,6 +176,7 @@ class SearchRun:
         self.attempts: dict[int, int] = {int(k): v for k, v in state.get("attempts", {}).items()}
         self.lost: dict[int, int] = {int(k): v for k, v in state.get("lost", {}).items()}
         self.counts: dict[str, int] = dict(state.get("counts", {}))
+        self.surrogate_failing: tuple[int, str | None] = (0, None)  # in a row, last error
         self.elapsed = float(state.get("elapsed", 0.0))
         self.cpu_used = float(state.get("cpu_used", 0.0))
         self.stop_reason: str | None = state.get("stop_reason")
@@ -430,7 +437,18 @@ class SearchRun:
             room -= 1
 
     def fill(self, events: queue.Queue) -> None:
-        """Propose and submit whatever the engine wants now, within the budget."""
+        """Propose and submit whatever the engine wants now, within the budget.
+
+        Raises :class:`SearchStalled` once ``SURROGATE_FAILURES_IN_A_ROW`` surrogate tasks
+        have failed one after another.
+        """
+        failed, error = self.surrogate_failing
+        if failed >= SURROGATE_FAILURES_IN_A_ROW:
+            raise SearchStalled(
+                f"run {self.dir.path}: the last {failed} surrogate tasks all failed, the last "
+                f"with: {error}. Nothing can relax in this surrogate, so the search cannot go "
+                f"on; check the prior and the Δ-model (pesflow.log has every failure), then "
+                f"'pesflow resume {self.dir.path}' continues from the last checkpoint")
         if self.resubmit:  # after a resume: the tasks in flight at the last checkpoint
             resubmit, self.resubmit = self.resubmit, []
             self._launch(resubmit, events)
@@ -520,8 +538,11 @@ class SearchRun:
                 self._failure(task, result.error, entry.attempts)
             else:
                 self.counts["surrogate_failed"] = self.counts.get("surrogate_failed", 0) + 1
+                self.surrogate_failing = (self.surrogate_failing[0] + 1, result.error)
                 log.info("%s: %s task %d dropped: %s", self.dir.path.name, task.kind, task.id,
                          result.error)
+        elif not isinstance(task, OracleTask):
+            self.surrogate_failing = (0, None)
         self.attempts.pop(task.id, None)
         self.lost.pop(task.id, None)
         if isinstance(task, OracleTask):
