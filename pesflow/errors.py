@@ -1,4 +1,5 @@
-"""Errors meant for people: one clear message, exit status 2 at the command line."""
+"""Errors meant for people: one clear message; exit status 2 at the command line for bad
+input, 1 for a run that cannot go on."""
 
 
 class InputError(ValueError):
