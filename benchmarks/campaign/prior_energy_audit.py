@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from pesflow.models.delta import DeltaModel
+from pesflow.models.delta import DeltaModel, prior_energy_forces
 from pesflow.models.priors import make_prior
 
 
@@ -35,7 +35,8 @@ def audit_run(run: Path, priors: dict) -> dict | None:
         priors[spec] = make_prior(spec)
     model = DeltaModel.load(models[-1], prior=priors[spec])
     stored = np.array(model._prior_energy)
-    fresh = np.array([priors[spec].get_potential_energy(a.copy()) for a in model._structures])
+    fresh = np.array([prior_energy_forces(priors[spec], a, forces=False)[0]
+                      for a in model._structures])
     error = np.abs(stored - fresh)
     return {"run": str(run), "model": models[-1].name, "structures": len(stored),
             "max_error": float(error.max()), "wrong": int((error > 1e-6).sum())}
