@@ -54,7 +54,10 @@ def test_sigkill_mid_run_then_resume_loses_and_repeats_nothing(tmp_path):
     at_kill = read_checkpoint(run / "checkpoint.h5")  # readable after a SIGKILL
     recorded_before, interruptible = recorded_and_in_flight(at_kill, {"standin": "lj"})
     assert len(recorded_before) < BUDGET
-    assert leftover_processes(run), "a SIGKILLed coordinator leaves its HTEx processes"
+    left = [" ".join(proc.cmdline()) for proc in leftover_processes(run)]
+    assert left, "a SIGKILLed coordinator leaves its HTEx processes"
+    # the pools' worker processes too: their command lines name no run path
+    assert any("multiprocessing" in cmdline for cmdline in left), left
 
     resumed = pesflow("resume", str(run))
     output, _ = resumed.communicate(timeout=600)

@@ -3,8 +3,9 @@
 When a coordinator dies by SIGKILL, its HTEx interchanges, worker pools and the MPI jobs
 they started keep running (they are not its children any more). A resumed run must not
 share the run directory with them, so :func:`stop_leftovers` finds them by what ties
-them to the run directory and kills them: Parsl processes whose command line or open
-files lie in ``RUN_DIR/parsl``, and MPI/GPAW processes working in ``RUN_DIR/oracle``.
+them to the run directory and kills them: processes whose command line or open files
+(the workers' logs, and the stdout/stderr a pool's spawned children inherit) lie in
+``RUN_DIR/parsl``, and MPI/GPAW processes working in ``RUN_DIR/oracle``.
 Only this machine is searched; SLURM blocks of the old session end at their walltime or
 with ``scancel``.
 """
@@ -41,7 +42,7 @@ def leftover_processes(run_dir: str | Path) -> list[psutil.Process]:
             hit = parsl_dir in cmdline
             if not hit and _inside(cwd, oracle_dir):
                 hit = any(word in cmdline for word in _MPI_WORDS)
-            if not hit and "parsl" in cmdline:
+            if not hit:  # a worker pool's spawned children name no Parsl path
                 hit = any(_inside(f.path, parsl_dir) for f in proc.open_files())
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
