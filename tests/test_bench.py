@@ -502,6 +502,34 @@ def test_a_reference_chosen_after_the_runs_is_relaxed_once_and_judges_every_repe
     assert json.loads((folder / "reference.json").read_text()) == chosen
 
 
+def test_repeats_waiting_for_a_reference_are_reported_as_not_judged(tmp_path):
+    campaign = _lj7_rss_campaign({"criterion": "graph"})
+    campaign["algorithms"] = copy.deepcopy(TINY["algorithms"])  # RSS and REX
+    out, results_dir = tmp_path / "out", tmp_path / "published"
+    # RSS finishes; the reference waits for REX's repeats
+    assert _bench(tmp_path, campaign, out, "--only", "LJ7/RSS/*",
+                  "--results", str(results_dir)) == 0
+    assert _bench(tmp_path, campaign, out, "--report") == 0  # nor from a report
+    assert not (out / "LJ7" / "reference").exists()
+    results = json.loads((out / "results.json").read_text())
+    rss = results["problems"]["LJ7"]["cells"]["RSS/morse6"]
+    assert (rss["finished"], rss["judged"], rss["successes"], rss["censored"]) == (2, 0, 0, 0)
+    assert "curve_calls" not in rss and rss["calls_at_end"] == [3, 3]
+    table = (out / "LJ7-table.md").read_text()
+    assert "| RSS | 2 | – | not judged yet |" in table and "REX" not in table
+    assert not (out / "LJ7.png").exists() and not (results_dir / "LJ7.png").exists()
+    # the rest finishes: the reference is chosen and every repeat judged
+    assert _bench(tmp_path, campaign, out, "--results", str(results_dir)) == 0
+    results = json.loads((results_dir / "results.json").read_text())
+    cells = results["problems"]["LJ7"]["cells"]
+    assert results["problems"]["LJ7"]["reference"]["digest"]
+    for cell in cells.values():
+        assert cell["judged"] == cell["finished"] == 2
+        assert cell["successes"] + cell["censored"] == 2 and "curve_calls" in cell
+    assert "not judged" not in (out / "LJ7-table.md").read_text()
+    assert (results_dir / "LJ7.png").exists()
+
+
 def test_an_energy_reference_chosen_after_the_runs_judges_by_its_energy(tmp_path):
     from pesflow.structures.identity import same_graph
 

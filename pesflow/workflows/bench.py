@@ -901,9 +901,11 @@ def settle_reference(plan: Plan, problem: str, site: SiteConfig | None = None,
 
 
 def _deferred_problems(plan: Plan) -> list[str]:
-    """Problems whose reference is chosen after the runs."""
+    """Problems whose reference is chosen after the runs, once all their repeats finished."""
     specs = {c.problem.name: c.problem.success for c in plan.cells}
-    return [name for name, spec in specs.items() if chosen_after_runs(spec)]
+    return [name for name, spec in specs.items() if chosen_after_runs(spec)
+            and all((read_record(r.path) or {}).get("finished")
+                    for r in plan.repeats if r.problem == name)]
 
 
 # ---------------------------------------------------------------------------- session
@@ -1194,9 +1196,7 @@ def run_campaign(
                 with logging_to(out / "bench.log"), parsl_session(site, out):
                     session.drive(todo, after_each=save_session)
                 for problem in _deferred_problems(plan):
-                    repeats_of = [r for r in plan.repeats if r.problem == problem]
-                    if all((read_record(r.path) or {}).get("finished") for r in repeats_of):
-                        settle_reference(plan, problem, site, on_event)
+                    settle_reference(plan, problem, site, on_event)
                 interrupted = False
             finally:
                 save_session("interrupted" if interrupted else "ended")
@@ -1227,13 +1227,22 @@ def select_cells(plan: Plan, only: Sequence[str] = ()) -> list[Cell]:
 # ---------------------------------------------------------------------------- results
 
 
-def _cell_results(cell: Cell) -> dict:
+def _cell_results(cell: Cell, reference: str | None = None) -> dict:
+    """One cell's figures from its repeats' records. With a reference chosen after the runs
+    (``reference``: its digest, or ``None`` while it is still to be chosen), only the
+    repeats judged against that reference count as successes or failures; the others
+    are finished but not judged (``"judged"`` < ``"finished"``), and draw no curve."""
     from pesflow.search.success import first_reached, success_curve
 
     records = [read_record(r.path) for r in cell.repeats]
     finished = [r for r in records if r and r.get("finished")]
-    calls = [r["success"]["call"] if r["success"] else None for r in finished]
-    cpu = [r["success"]["cpu_time"] if r["success"] else None for r in finished]
+    waiting = chosen_after_runs(cell.problem.success)
+    judged = [not waiting or (reference is not None and r.get("reference") == reference)
+              for r in finished]
+    calls = [r["success"]["call"] if r["success"] and j else None
+             for r, j in zip(finished, judged, strict=True)]
+    cpu = [r["success"]["cpu_time"] if r["success"] and j else None
+           for r, j in zip(finished, judged, strict=True)]
     calls_end = [max(r["oracle_calls"], c or 0) for r, c in zip(finished, calls, strict=True)]
     cpu_end = [max(r["cpu_time"], c or 0.0) for r, c in zip(finished, cpu, strict=True)]
     result = {
@@ -1241,12 +1250,12 @@ def _cell_results(cell: Cell) -> dict:
         "engine": cell.algorithm.algorithm,
         "settings": cell.config.algorithm.settings, "prior": cell.prior.name,
         "prior_spec": cell.prior.prior, "delta_model": cell.prior.delta,
-        "repeats": len(cell.repeats), "finished": len(finished),
+        "repeats": len(cell.repeats), "finished": len(finished), "judged": sum(judged),
         "failed": sum(bool(r and r.get("error")) for r in records),
         "successes": sum(c is not None for c in calls),
         "success_calls": calls, "success_cpu_s": cpu,
         "calls_at_end": calls_end, "cpu_s_at_end": cpu_end,
-        "censored": sum(c is None for c in calls),
+        "censored": sum(c is None and j for c, j in zip(calls, judged, strict=True)),
         "budgets": sorted({json.dumps(r["budget"], sort_keys=True) for r in finished}),
         "best_raw_energy": [r["best_energy"] for r in finished],
         "best_basin_energy": [r.get("best_basin_energy") for r in finished],
@@ -1254,11 +1263,14 @@ def _cell_results(cell: Cell) -> dict:
         "check_seconds": sum(r.get("check_seconds", 0.0) for r in finished),
     }
     result["budgets"] = [json.loads(b) for b in result["budgets"]]
-    if finished:
+    if any(judged):
+        def pick(values: list) -> list:
+            return [v for v, j in zip(values, judged, strict=True) if j]
+
         label = f"{cell.algorithm.name}"
-        curve_calls = success_curve(calls, calls_end, label=label)
-        curve_cpu = success_curve(cpu, cpu_end, unit="CPU core-seconds (cores × wall)",
-                                  label=label)
+        curve_calls = success_curve(pick(calls), pick(calls_end), label=label)
+        curve_cpu = success_curve(pick(cpu), pick(cpu_end),
+                                  unit="CPU core-seconds (cores × wall)", label=label)
         result["median_calls_to_success"] = first_reached(curve_calls)
         result["median_cpu_s_to_success"] = first_reached(curve_cpu)
         result["curve_calls"] = curve_calls.todict()
@@ -1280,16 +1292,21 @@ def success_table(title: str, budget: int, cells: dict[str, dict]) -> str:
               "| best raw energy, eV (median) |")
     rows = [head, "|" + " --- |" * (head.count("|") - 1)]
     for label, cell in cells.items():
-        if "curve_calls" not in cell:
+        if not cell.get("finished"):
             continue
-        curve = SuccessCurve.fromdict(cell["curve_calls"])
-        rates = [f"{100 * p:.0f} % ({100 * low:.0f}–{100 * high:.0f})"
-                 for p, low, high in map(curve.at, marks)]
+        if "curve_calls" in cell:
+            curve = SuccessCurve.fromdict(cell["curve_calls"])
+            rates = [f"{100 * p:.0f} % ({100 * low:.0f}–{100 * high:.0f})"
+                     for p, low, high in map(curve.at, marks)]
+        else:  # finished, waiting for a reference chosen after the runs
+            rates = ["not judged yet"] * len(marks)
         seconds = [t / n for t, n in zip(cell.get("wall_s_at_end", cell["cpu_s_at_end"]),
                                          cell["calls_at_end"], strict=True) if n]
         median = cell.get("median_calls_to_success")
         best = [e for e in cell.get("best_raw_energy", []) if e is not None]
-        rows.append(f"| {label} | {cell['finished']} | {cell['successes']} | "
+        judged = cell.get("judged", cell["finished"])
+        successes = cell["successes"] if judged else "–"
+        rows.append(f"| {label} | {cell['finished']} | {successes} | "
                     + " | ".join(rates)
                     + f" | {'–' if median is None else f'{median:g}'}"
                     + f" | {f'{statistics.median(seconds):.2f}' if seconds else '–'}"
@@ -1323,15 +1340,18 @@ def write_results(plan: Plan, command: str = "", publish: Path | None = None) ->
     for problem in dict.fromkeys(c.problem.name for c in plan.cells):
         cells = [c for c in plan.cells if c.problem.name == problem]
         entry = cells[0].problem
+        chosen = out / problem / "reference" / "reference.json"
+        reference = json.loads(chosen.read_text()) if chosen.exists() else None
+        digest = reference["digest"] if reference else None
         results["problems"][problem] = {
             "problem": entry.problem.model_dump(mode="json"),
             "success": entry.success.model_dump(mode="json"),
             "budget": plan.budgets[problem].model_dump(mode="json", exclude_none=True),
-            "cells": {f"{c.algorithm.name}/{c.prior.name}": _cell_results(c) for c in cells},
+            "cells": {f"{c.algorithm.name}/{c.prior.name}": _cell_results(c, digest)
+                      for c in cells},
         }
-        chosen = out / problem / "reference" / "reference.json"
-        if chosen.exists():
-            results["problems"][problem]["reference"] = json.loads(chosen.read_text())
+        if reference:
+            results["problems"][problem]["reference"] = reference
         rows, tables = [], []
         for prior in dict.fromkeys(c.prior.name for c in cells):
             got = {c.algorithm.name: results["problems"][problem]["cells"][c.key.split("/", 1)[1]]
@@ -1340,7 +1360,7 @@ def write_results(plan: Plan, command: str = "", publish: Path | None = None) ->
                      if "curve_calls" in r}
             cpu = {a: SuccessCurve.fromdict(r["curve_cpu"]) for a, r in got.items()
                    if "curve_cpu" in r}
-            if not calls:  # no repeat of this prior has finished
+            if not any(r["finished"] for r in got.values()):
                 continue
             p = next(c.prior for c in cells if c.prior.name == prior)
             budget = plan.budgets[problem].oracle_calls or max(  # a wall-time-only budget
@@ -1348,12 +1368,15 @@ def write_results(plan: Plan, command: str = "", publish: Path | None = None) ->
             tables.append(success_table(
                 f"{problem}, {p.prior}{' + Δ' if p.delta else ' alone'}", budget, got))
             title = f"prior {p.prior}{' + Δ-model' if p.delta else ' alone'}"
-            rows.append([SuccessPanel(calls, f"{title}: oracle calls"),
-                         SuccessPanel(cpu, f"{title}: CPU time", xlog=True)])
+            if calls:  # some repeats judged
+                rows.append([SuccessPanel(calls, f"{title}: oracle calls"),
+                             SuccessPanel(cpu, f"{title}: CPU time", xlog=True)])
         if rows:
             plot_success_panels(rows, out / f"{problem}.png",
                                 title=f"{campaign.name}: {problem} "
                                       f"({'quick' if plan.quick else 'full'} size)")
+        else:  # nothing judged (yet): no figure, not an old one
+            (out / f"{problem}.png").unlink(missing_ok=True)
         atomic_write_bytes(out / f"{problem}-table.md", "\n".join(tables).encode())
     atomic_write_json(out / RESULTS, results, indent=1)
     if publish is not None:
@@ -1364,6 +1387,8 @@ def write_results(plan: Plan, command: str = "", publish: Path | None = None) ->
                                 for end in (".png", "-table.md"))]:
             if (out / name).exists():
                 shutil.copyfile(out / name, publish / name)
+            else:  # the published copy mirrors the run directory
+                (publish / name).unlink(missing_ok=True)
     return results
 
 
@@ -1384,8 +1409,9 @@ def report(campaign: Campaign, out: str | Path, quick: bool = False,
            on_event: Callable[[str], None] | None = None) -> dict:
     """Rebuild ``results.json`` and the figures from ``out`` without running a search.
 
-    A problem whose reference is chosen after the runs gets it now
-    (:func:`settle_reference`: local oracle relaxations, GPAW launched as ``site`` says).
+    A problem whose reference is chosen after the runs gets it now if every repeat of it
+    has finished (:func:`settle_reference`: local oracle relaxations, GPAW launched as
+    ``site`` says); to choose it from fewer, pass a smaller ``repeats``.
     """
     out = Path(out).resolve()
     if not (out / CAMPAIGN).exists():
