@@ -502,13 +502,19 @@ def test_a_reference_chosen_after_the_runs_is_relaxed_once_and_judges_every_repe
     assert json.loads((folder / "reference.json").read_text()) == chosen
 
 
-def test_repeats_waiting_for_a_reference_are_reported_as_not_judged(tmp_path):
+def test_repeats_waiting_for_a_reference_are_reported_as_not_judged(tmp_path, capsys):
     campaign = _lj7_rss_campaign({"criterion": "graph"})
     campaign["algorithms"] = copy.deepcopy(TINY["algorithms"])  # RSS and REX
     out, results_dir = tmp_path / "out", tmp_path / "published"
     # RSS finishes; the reference waits for REX's repeats
-    assert _bench(tmp_path, campaign, out, "--only", "LJ7/RSS/*",
-                  "--results", str(results_dir)) == 0
+    config = _write(tmp_path / "campaign.yaml", campaign)
+    site = _write(tmp_path / "site.yaml", THREADS_SITE)
+    assert main(["bench", str(config), "--site", str(site), "--out", str(out),
+                 "--only", "LJ7/RSS/*", "--results", str(results_dir)]) == 0
+    said = capsys.readouterr().out
+    assert said.count("to be judged once every repeat finished") == 2, said
+    assert "LJ7 RSS/morse6: 0/2 found (2 planned), median calls to success –; 2 not judged yet" \
+        in said
     assert _bench(tmp_path, campaign, out, "--report") == 0  # nor from a report
     assert not (out / "LJ7" / "reference").exists()
     results = json.loads((out / "results.json").read_text())

@@ -90,9 +90,11 @@ def _summary(results: dict) -> str:
     for name, problem in results["problems"].items():
         for key, cell in problem["cells"].items():
             median = cell.get("median_calls_to_success")
+            waiting = cell["finished"] - cell.get("judged", cell["finished"])
             lines.append(f"{name} {key}: {cell['successes']}/{cell['finished']} found "
                          f"({cell['repeats']} planned), median calls to success "
-                         f"{'–' if median is None else f'{median:g}'}")
+                         f"{'–' if median is None else f'{median:g}'}"
+                         + (f"; {waiting} not judged yet" if waiting else ""))
     hours = results["cpu_hours"]
     lines.append(f"CPU time so far: {hours['allocated']:.2f} core-hours allocated, "
                  f"{hours['used']:.2f} used, over {hours['sessions']} session(s)")

@@ -997,8 +997,11 @@ class CampaignSession:
         atomic_write_json(repeat.path / RECORD, record, indent=1)
         self.finished += 1
         success = record.get("success")
-        what = ("censored" if success is None else
-                f"success at oracle call {success['call']} ({success['cpu_time']:.0f} core-s)")
+        if success is not None:
+            what = f"success at oracle call {success['call']} ({success['cpu_time']:.0f} core-s)"
+        else:
+            what = ("to be judged once every repeat finished"
+                    if self.criterion(repeat).deferred else "censored")
         best = record["best_energy"]
         basin = record.get("best_basin_energy")
         self.on_event(f"{repeat.key}: {what}; {record['oracle_calls']} calls, best raw "
