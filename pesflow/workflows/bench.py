@@ -900,7 +900,7 @@ def settle_reference(plan: Plan, problem: str, site: SiteConfig | None = None,
     return saved
 
 
-def _deferred_problems(plan: Plan) -> list[str]:
+def _references_to_choose(plan: Plan) -> list[str]:
     """Problems whose reference is chosen after the runs, once all their repeats finished."""
     specs = {c.problem.name: c.problem.success for c in plan.cells}
     return [name for name, spec in specs.items() if chosen_after_runs(spec)
@@ -1198,7 +1198,7 @@ def run_campaign(
             try:
                 with logging_to(out / "bench.log"), parsl_session(site, out):
                     session.drive(todo, after_each=save_session)
-                for problem in _deferred_problems(plan):
+                for problem in _references_to_choose(plan):
                     settle_reference(plan, problem, site, on_event)
                 interrupted = False
             finally:
@@ -1421,7 +1421,7 @@ def report(campaign: Campaign, out: str | Path, quick: bool = False,
         raise InputError(f"--out {out} holds no {CAMPAIGN}: run the campaign there first")
     target = _check_publish(publish, out)
     plan = plan_campaign(campaign, out, quick, repeats)
-    for problem in _deferred_problems(plan):
+    for problem in _references_to_choose(plan):
         settle_reference(plan, problem, site, on_event)
     return write_results(plan, command, target)
 
