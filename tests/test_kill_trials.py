@@ -32,10 +32,28 @@ DEFAULT_TRIALS = [(1, "checkpoint", 1), (3, "first-checkpoint", 1), (9, "checkpo
                   (4, "startup", 1), (33, "random", 2)]
 
 
+def _trial_in_first_write(tmp_path: Path, seed: int, kills: int, attempts: int = 3) -> dict:
+    """A ``first-checkpoint`` trial whose kill did land in the first checkpoint write.
+
+    The first write may finish between the harness seeing its temporary file and the
+    SIGSTOP taking hold (rare, on a loaded machine); the harness then lets the process go
+    on and kills it in the second write. Such a trial is still checked in full, then one
+    with the next seed is run.
+    """
+    for attempt in range(attempts):
+        record = run_trial(tmp_path / f"attempt{attempt}", seed + attempt, "first-checkpoint",
+                           "threads", kills=kills, budget=4)
+        assert record["outcome"] == "ok", json.dumps(record, indent=1)
+        if record["kills"][0]["checkpoint"] == "none":
+            return record
+    pytest.fail(f"{attempts} trials and no kill in the first checkpoint write: {record}")
+
+
 @pytest.mark.parametrize(("seed", "mode", "kills"), DEFAULT_TRIALS,
                          ids=[f"{m}-{s}" for s, m, _ in DEFAULT_TRIALS])
 def test_sigkill_then_resume_loses_and_repeats_nothing(tmp_path, seed, mode, kills):
-    record = run_trial(tmp_path, seed, mode, "threads", kills=kills, budget=4)
+    record = _trial_in_first_write(tmp_path, seed, kills) if mode == "first-checkpoint" \
+        else run_trial(tmp_path, seed, mode, "threads", kills=kills, budget=4)
     assert record["outcome"] == "ok", json.dumps(record, indent=1)
     assert len(record["kills"]) == kills
     first = record["kills"][0]
