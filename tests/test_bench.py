@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -170,7 +171,8 @@ def test_tiny_campaign_judges_keeps_finished_repeats_and_grows(tmp_path):
     assert again["problems"] == results["problems"]
     assert (tmp_path / "pub" / "results.json").read_bytes() == (out / "results.json").read_bytes()
     assert sorted(p.name for p in (tmp_path / "pub").iterdir()) == [
-        "LJ7-never-table.md", "LJ7-never.png", "LJ7-table.md", "LJ7.png", "results.json"]
+        "LJ7-never-table.md", "LJ7-never.png", "LJ7-table.md", "LJ7.png", "repeats",
+        "results.json", "sessions.json"]
 
     # One repeat more per cell: the new ones run, the old ones stay untouched.
     assert _bench(tmp_path, TINY, out, "--repeats", "3") == 0
@@ -561,3 +563,76 @@ def test_an_energy_reference_chosen_after_the_runs_judges_by_its_energy(tmp_path
         hits = [e["call"] for e in record["evaluations"]
                 if e["energy"] <= chosen["energy"] + 0.3]
         assert (record["success"] or {}).get("call") == (min(hits) if hits else None)
+
+
+def test_published_results_carry_finished_repeats_to_another_machine(tmp_path, capsys):
+    """--out is lost between sittings (another machine): the next sitting restores the
+    finished repeats from --results, runs only the rest, chooses the reference from all
+    of them; a report on a third machine rebuilds the same results without any oracle."""
+    campaign = _lj7_rss_campaign({"criterion": "graph"})
+    campaign["algorithms"] = copy.deepcopy(TINY["algorithms"])  # RSS and REX
+    pub = tmp_path / "published"
+    assert _bench(tmp_path, campaign, tmp_path / "a", "--only", "LJ7/RSS/*",
+                  "--results", str(pub)) == 0
+    rss = {p.name: (p / "bench.json").read_bytes() for p in _repeat_dirs(tmp_path / "a")}
+    assert sorted(p.name for p in (pub / "repeats/LJ7/RSS/morse6/r00").iterdir()) == [
+        "bench.json", "evaluations.json", "run.yaml"]
+
+    b = tmp_path / "b"  # another machine: only the published directory came along
+    assert _bench(tmp_path, campaign, b, "--results", str(pub)) == 0
+    for name, record in rss.items():
+        restored = b / "LJ7/RSS/morse6" / name
+        assert (restored / "restored.json").exists() and not (restored / "checkpoint.h5").exists()
+        # run once, on the first machine; judged here against the reference
+        assert json.loads((restored / "bench.json").read_text())["sessions"] == \
+            json.loads(record)["sessions"]
+        judged = json.loads((restored / "bench.json").read_text())
+        assert judged["reference"] and len(judged["evaluations"]) == 3
+        assert judged["evaluations"][0]["success"] is not None  # judged from the archive
+    assert (b / "LJ7/REX/morse6/r00/checkpoint.h5").exists()
+    results = json.loads((pub / "results.json").read_text())
+    chosen = results["problems"]["LJ7"]["reference"]
+    assert chosen["finished_repeats"] == 4  # the restored RSS repeats were candidates too
+    for cell in results["problems"]["LJ7"]["cells"].values():
+        assert cell["judged"] == cell["finished"] == 2
+    assert results["cpu_hours"]["sessions"] == 2  # both machines' sittings
+    assert len(json.loads((pub / "sessions.json").read_text())) == 2
+
+    c = tmp_path / "c"  # a third machine: a report only
+    capsys.readouterr()
+    assert _bench(tmp_path, campaign, c, "--report", "--results", str(tmp_path / "pub-c")) == 2
+    assert "holds no campaign.yaml" in capsys.readouterr().err
+    assert not c.exists()
+    assert _bench(tmp_path, campaign, c, "--report", "--results", str(pub)) == 0
+    assert not (c / "LJ7/reference/oracle").exists()  # the reference came along, not relaxed
+    again = json.loads((pub / "results.json").read_text())
+    assert again["problems"] == results["problems"]
+
+
+def test_results_published_before_repeats_were_archived_are_kept(tmp_path, capsys):
+    pub, a, b = tmp_path / "published", tmp_path / "a", tmp_path / "b"
+    assert _bench(tmp_path, TINY, a, "--results", str(pub)) == 0
+    before = json.loads((pub / "results.json").read_text())
+    figure = (pub / "LJ7.png").read_bytes()
+    shutil.rmtree(pub / "repeats")  # as published by pesflow before it archived repeats
+    (pub / "sessions.json").unlink()
+    assert _bench(tmp_path, TINY, b, "--only", "LJ7-never/*", "--results", str(pub)) == 0
+    after = json.loads((pub / "results.json").read_text())
+    kept = after["problems"]["LJ7"]
+    assert kept.pop("kept").startswith("published earlier") and kept == before["problems"]["LJ7"]
+    assert (pub / "LJ7.png").read_bytes() == figure
+    assert "kept" not in after["problems"]["LJ7-never"]  # rebuilt: as many repeats as before
+    assert after["cpu_hours"]["sessions"] == 2  # the earlier total and this sitting
+    assert after["cpu_hours"]["allocated"] > before["cpu_hours"]["allocated"]
+
+    # a restored censored repeat cannot run past its budget: refused before anything is written
+    bigger = copy.deepcopy(TINY)
+    bigger["problems"][1]["budget"] = {"oracle_calls": 4}
+    c = tmp_path / "c"
+    assert _bench(tmp_path, TINY, c, "--only", "LJ7-never/*", "--results", str(pub)) == 0
+    shutil.rmtree(c)
+    capsys.readouterr()
+    assert _bench(tmp_path, bigger, c, "--only", "LJ7-never/*", "--results", str(pub)) == 2
+    err = capsys.readouterr().err.strip()
+    assert "cannot be extended here" in err and len(err.splitlines()) == 1
+    assert not c.exists()

@@ -28,8 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--parallel", type=int,
                         help="repeats running at once (default: the site's cores)")
     parser.add_argument("--results", metavar="DIR",
-                        help="also copy results.json and the figures here (e.g. a directory "
-                        "under version control, while --out stays outside it)")
+                        help="also copy results.json and the figures here, and archive the "
+                        "finished repeats (e.g. a directory under version control, while "
+                        "--out stays outside it); a sitting with another --out restores them")
     parser.add_argument("--only", action="append", default=[], metavar="PATTERN",
                         help="run only the cells PROBLEM/ALGORITHM/PRIOR matching this shell "
                         "pattern (repeatable; e.g. 'LJ26/*/morse6'); results cover every cell")

@@ -83,6 +83,8 @@ CAMPAIGN = "campaign.yaml"
 SAVE_EVERY = 30.0
 RECORD_FORMAT = "pesflow-bench-repeat"
 RESULTS_FORMAT = "pesflow-bench-results"
+#: Written into a repeat directory restored from a published archive (``bench_archive``).
+RESTORED = "restored.json"
 #: Files a repeat directory may hold before ``SearchRun.start`` wrote its ``run.yaml``
 #: (a session killed at that moment): such a directory is started afresh.
 _STARTUP_FILES = {".pesflow.lock", "pesflow.log", CHECKS, RECORD}
@@ -720,14 +722,22 @@ def repeat_status(repeat: Repeat) -> Literal["new", "done", "open"]:
     if finished and (record.get("success") or _spent(record["oracle_calls"],
                                                      record["wall_time"], repeat.config.budget)):
         return "done"
+    if (path / RESTORED).exists() and not run.checkpoint.exists():
+        raise InputError(f"{path} was restored from published results without its checkpoint "
+                         f"(that stayed on the machine which ran it), so it cannot run past "
+                         f"its {record['oracle_calls']} oracle calls; keep the campaign's "
+                         "budget, or remove that directory to run the repeat again")
     return "open"
 
 
 def _checkpoint(path: Path) -> tuple[dict, list[Evaluation]]:
-    """The state figures and the oracle evaluations of a repeat's last checkpoint."""
+    """The state figures and the oracle evaluations of a repeat's last checkpoint (of a
+    repeat restored from a published archive: no state, the archived evaluations)."""
+    from pesflow.workflows.bench_archive import archived_evaluations
+
     run = RunDir(path)
     if not run.checkpoint.exists():
-        return {}, []
+        return {}, archived_evaluations(path) or []
     from pesflow.store.checkpoint import read_checkpoint
 
     saved = read_checkpoint(run.checkpoint)
@@ -1112,6 +1122,13 @@ def _check_out(out: Path) -> None:
                          "pesflow bench directory; choose another --out")
 
 
+def _write_campaign(out: Path, campaign: Campaign) -> None:
+    import yaml
+
+    dumped = campaign.model_dump(mode="json", exclude_none=True)
+    atomic_write_bytes(out / CAMPAIGN, yaml.safe_dump(dumped, sort_keys=False).encode())
+
+
 def _read_sessions(out: Path) -> list[dict]:
     try:
         sessions = json.loads((out / SESSIONS).read_text())
@@ -1143,6 +1160,7 @@ def run_campaign(
     """
     from pesflow.executors import parsl_session
     from pesflow.executors.leftovers import stop_leftovers
+    from pesflow.workflows.bench_archive import restorable, restore
     from pesflow.workflows.search import logging_to, site_cores
 
     on_event = on_event or (lambda line: None)
@@ -1153,6 +1171,7 @@ def run_campaign(
     target = _check_publish(publish, out)
     plan = plan_campaign(campaign, out, quick, repeats)
     chosen = select_cells(plan, only)
+    found = restorable(plan, target)
     statuses = [(r, repeat_status(r)) for cell in chosen for r in cell.repeats]
     parallel = parallel or site_cores(site)
     # Validated: from here on files are written.
@@ -1160,10 +1179,11 @@ def run_campaign(
     lock = RunDirLock(out)
     lock.acquire()
     try:
-        import yaml
-
-        dumped = campaign.model_dump(mode="json", exclude_none=True)
-        atomic_write_bytes(out / CAMPAIGN, yaml.safe_dump(dumped, sort_keys=False).encode())
+        _write_campaign(out, campaign)
+        if found:
+            restore(plan, target, found)
+            on_event(f"restored {len(found)} finished repeat(s) from {target}")
+            statuses = [(r, repeat_status(r)) for cell in chosen for r in cell.repeats]
         todo = [(r, s) for r, s in statuses if s == "open"] + \
                [(r, s) for r, s in statuses if s == "new"]
         done = len(statuses) - len(todo)
@@ -1325,9 +1345,15 @@ def write_results(plan: Plan, command: str = "", publish: Path | None = None) ->
     control, while the repeats' run directories stay outside it).
     """
     from pesflow.search.success import SuccessCurve, SuccessPanel, plot_success_panels
+    from pesflow.workflows.bench_archive import merge_sessions, published_sessions
 
     out = plan.out
     sessions = _read_sessions(out)
+    if publish is not None:  # sittings of other machines count too
+        merged = merge_sessions(sessions, published_sessions(publish))
+        if merged != sessions:
+            atomic_write_json(out / SESSIONS, merged, indent=1)
+            sessions = merged
     allocated = sum(s.get("cpu_allocated_s", 0.0) for s in sessions)
     used = sum(s.get("cpu_used_s", 0.0) for s in sessions)
     campaign = plan.campaign
@@ -1336,7 +1362,7 @@ def write_results(plan: Plan, command: str = "", publish: Path | None = None) ->
         "size": "quick" if plan.quick else "full", "command": command,
         "oracle": campaign.oracle.model_dump(mode="json", exclude_none=True),
         "cpu_hours": {"allocated": allocated / 3600, "used": used / 3600,
-                      "sessions": len(sessions),
+                      "sessions": sum(s.get("sessions", 1) for s in sessions),
                       "wall_hours": sum(s.get("wall_s", 0.0) for s in sessions) / 3600},
         "problems": {},
     }
@@ -1383,16 +1409,33 @@ def write_results(plan: Plan, command: str = "", publish: Path | None = None) ->
         atomic_write_bytes(out / f"{problem}-table.md", "\n".join(tables).encode())
     atomic_write_json(out / RESULTS, results, indent=1)
     if publish is not None:
-        import shutil
+        _publish(plan, results, publish)
+    return results
 
-        publish.mkdir(parents=True, exist_ok=True)
-        for name in [RESULTS, *(f"{p}{end}" for p in results["problems"]
-                                for end in (".png", "-table.md"))]:
-            if (out / name).exists():
-                shutil.copyfile(out / name, publish / name)
+
+def _publish(plan: Plan, results: dict, publish: Path) -> None:
+    """Copy the results, figures and tables to ``publish`` and archive the finished
+    repeats there; a problem published earlier from more repeats than ``out`` holds (run
+    elsewhere, before repeats were archived) keeps its published entry and files."""
+    import shutil
+
+    from pesflow.workflows.bench_archive import archive_repeats, kept_problems, published_results
+
+    publish.mkdir(parents=True, exist_ok=True)
+    kept = kept_problems(results, published_results(publish))
+    for problem in results["problems"]:
+        if problem in kept:
+            log.warning("%s: kept as published in %s (%s)", problem, publish,
+                        kept[problem]["kept"])
+            continue
+        for name in (f"{problem}.png", f"{problem}-table.md"):
+            if (plan.out / name).exists():
+                shutil.copyfile(plan.out / name, publish / name)
             else:  # the published copy mirrors the run directory
                 (publish / name).unlink(missing_ok=True)
-    return results
+    archive_repeats(plan, publish)
+    problems = {name: kept.get(name, entry) for name, entry in results["problems"].items()}
+    atomic_write_json(publish / RESULTS, {**results, "problems": problems}, indent=1)
 
 
 def _check_publish(publish: str | Path | None, out: Path) -> Path | None:
@@ -1416,11 +1459,20 @@ def report(campaign: Campaign, out: str | Path, quick: bool = False,
     has finished (:func:`settle_reference`: local oracle relaxations, GPAW launched as
     ``site`` says); to choose it from fewer, pass a smaller ``repeats``.
     """
+    from pesflow.workflows.bench_archive import restorable, restore
+
     out = Path(out).resolve()
-    if not (out / CAMPAIGN).exists():
-        raise InputError(f"--out {out} holds no {CAMPAIGN}: run the campaign there first")
     target = _check_publish(publish, out)
     plan = plan_campaign(campaign, out, quick, repeats)
+    found = restorable(plan, target)
+    if not (out / CAMPAIGN).exists():
+        if not found:
+            raise InputError(f"--out {out} holds no {CAMPAIGN}: run the campaign there first"
+                             " (or give --results a directory with archived repeats)")
+        _check_out(out)
+        out.mkdir(parents=True, exist_ok=True)
+        _write_campaign(out, campaign)
+    restore(plan, target, found)
     for problem in _references_to_choose(plan):
         settle_reference(plan, problem, site, on_event)
     return write_results(plan, command, target)
