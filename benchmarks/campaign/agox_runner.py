@@ -235,7 +235,6 @@ def keep_ray_off() -> None:
     import agox.collectors.replica_exchange as rex_collector
     import agox.utils.ray as agox_ray
     import agox.utils.ray.pool_user as pool_user
-
     import ray
 
     def pool(**_):
