@@ -14,6 +14,11 @@ object ``pesflow bench`` judges with), and writes::
                                         prior, 95 % bands
     OUT/<problem>-table.md              success at 1/4, 1/2 and all of the budget (95 %
                                         bands), median calls to success, s per oracle call
+    OUT/judged/<problem>/<ALG>/<prior>/rNN.json   each judged repeat: its record and
+                                        verdicts, so that a later comparison on another
+                                        machine (AGOX_DIR gone) keeps it and judges only
+                                        new repeats; rebuilt once from an OUT/agox.json
+                                        written before judged/ existed
 
     .venv/bin/python benchmarks/campaign/agox_compare.py runs/agox-standins \
         --pesflow benchmarks/campaign/standins/results.json
@@ -42,6 +47,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CAMPAIGN = ROOT / "benchmarks" / "campaign" / "standins.yaml"
 RECORD = "record.json"
 FRAMES = "evaluations.extxyz"
+JUDGED = "judged"  # OUT/judged/<problem>/<label>/<prior>/rNN.json: one judged repeat
 RECORD_FORMAT = "agox-side-repeat"
 RESULTS_FORMAT = "agox-side-results"
 PESFLOW_RESULTS = "pesflow-bench-results"
@@ -72,29 +78,111 @@ def _read_record(path: Path) -> dict | None:
     return record
 
 
-def find_repeats(agox_dir: Path, problems: list[str] | None,
-                 algorithms: list[str] | None) -> dict[tuple[str, str, str], list[Path]]:
-    """Repeat directories by (problem, algorithm label, prior), sorted by repeat."""
-    cells: dict[tuple[str, str, str], list[Path]] = {}
-    wanted = None if algorithms is None else {ALGORITHMS[a] for a in algorithms}
-    for problem_dir in sorted(p for p in agox_dir.iterdir() if p.is_dir()):
+def _walk(root: Path, problems: list[str] | None, wanted: set[str] | None, suffix: str):
+    """``((problem, label, prior), entry)`` for every ``root/<problem>/<label>/<prior>/r*``
+    entry: directories (``suffix`` "") or files ending in ``suffix``."""
+    if not root.is_dir():
+        return
+    for problem_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         if problems is not None and problem_dir.name not in problems:
             continue
         for alg_dir in sorted(p for p in problem_dir.iterdir() if p.is_dir()):
-            if alg_dir.name not in ALGORITHMS.values():
-                continue
-            if wanted is not None and alg_dir.name not in wanted:
+            if alg_dir.name not in ALGORITHMS.values() or \
+                    (wanted is not None and alg_dir.name not in wanted):
                 continue
             for prior_dir in sorted(p for p in alg_dir.iterdir() if p.is_dir()):
-                repeats = sorted(p for p in prior_dir.iterdir()
-                                 if p.is_dir() and p.name.startswith("r"))
-                if repeats:
-                    cells[(problem_dir.name, alg_dir.name, prior_dir.name)] = repeats
-    if not cells:
-        raise InputError(f"no agox_runner.py repeats under {agox_dir} (expected "
-                         "<problem>/AGOX-REX|AGOX-GOFEE/<prior>/rNN/); check the directory "
-                         "and --problems/--algorithms")
+                for entry in sorted(prior_dir.iterdir()):
+                    if entry.name.startswith("r") and (
+                            entry.is_file() and entry.name.endswith(suffix) if suffix
+                            else entry.is_dir()):
+                        yield (problem_dir.name, alg_dir.name, prior_dir.name), entry
+
+
+def find_repeats(agox_dir: Path, out: Path, problems: list[str] | None,
+                 algorithms: list[str] | None) -> dict[tuple[str, str, str], dict]:
+    """Repeats by (problem, algorithm label, prior): repeat name -> [its directory under
+    ``agox_dir`` or None, its judged file under ``OUT/judged`` or None]."""
+    cells: dict[tuple[str, str, str], dict[str, list]] = {}
+    wanted = None if algorithms is None else {ALGORITHMS[a] for a in algorithms}
+    for key, path in _walk(agox_dir, problems, wanted, ""):
+        cells.setdefault(key, {}).setdefault(path.name, [None, None])[0] = path
+    for key, path in _walk(out / JUDGED, problems, wanted, ".json"):
+        cells.setdefault(key, {}).setdefault(path.stem, [None, None])[1] = path
     return cells
+
+
+def _judged_file(out: Path, key: tuple[str, str, str], name: str) -> Path:
+    return out / JUDGED / Path(*key) / f"{name}.json"
+
+
+def _stored(path: Path) -> dict:
+    try:
+        stored = json.loads(path.read_text())
+        if not {"record", "judged"} <= set(stored):
+            raise ValueError("no record or judged")
+    except (OSError, ValueError, TypeError) as error:
+        raise InputError(f"{path} cannot be read as a judged repeat ({error}); remove it "
+                         "(and rerun agox_runner.py for that repeat if its directory is gone)"
+                         ) from None
+    return stored
+
+
+def load_repeats(found: dict[str, tuple[Path | None, dict | None]], criterion
+                 ) -> tuple[list, dict]:
+    """``(name, record, judged)`` per repeat (``judged`` None unless finished) from
+    ``found`` (name -> its directory under AGOX_DIR, its judged repeat from an earlier
+    comparison; either may be None), judging only what was not judged for the same
+    record; and name -> ``{"record", "judged"}`` for those judged now."""
+    items, fresh = [], {}
+    for name, (path, stored) in found.items():
+        record = _read_record(path) if path is not None else None
+        if record is None and stored is not None:  # run on another machine
+            items.append((name, stored["record"], stored["judged"]))
+        elif record and record.get("finished") and not record.get("error"):
+            if stored is not None and stored["record"] == record:
+                judged = stored["judged"]
+            else:
+                judged = judge_repeat(path, record, criterion)
+                fresh[name] = {"record": record, "judged": judged}
+            items.append((name, record, judged))
+        else:
+            items.append((name, record, None))
+    return items, fresh
+
+
+def judged_from_summary(summary: dict) -> dict[tuple[str, str, str, str], dict]:
+    """Judged repeats rebuilt from an ``agox.json`` written before ``judged/`` existed:
+    ``(problem, label, prior, name)`` -> ``{"record", "judged"}``."""
+    rebuilt = {}
+    for problem, entry in summary.get("problems", {}).items():
+        for key, cell in entry.get("cells", {}).items():
+            label, prior = key.split("/", 1)
+            runner = {d["repeat"]: d["runner_success_call"]
+                      for d in cell.get("judge_disagreements", [])}
+            (budget,) = cell["budgets"]
+            for k, (name, rows) in enumerate(cell.get("evaluations", {}).items()):
+                success = next((row for row in rows if row["success"]), None)
+                judged = {
+                    "seed": cell["seeds"][k], "rows": rows, "success": success,
+                    "judge_seconds": cell["check_seconds"] / cell["finished"],
+                    "calls_at_end": cell["calls_at_end"][k],
+                    "wall_at_end": cell["wall_s_at_end"][k],
+                    "cpu_at_end": cell["cpu_s_at_end"][k],
+                    "process_cpu_at_end": cell["process_cpu_s_at_end"][k],
+                    "best_energy": cell["best_raw_energy"][k],
+                    "best_basin_energy": cell["best_basin_energy"][k],
+                    "runner_agrees": name not in runner,
+                    "runner_success_call": runner.get(
+                        name, success["call"] if success else None),
+                    "stop_reason": cell["stop_reasons"][k], "budget": budget,
+                }
+                record = {"format": RECORD_FORMAT, "finished": True, "error": None,
+                          "seed": judged["seed"], "engine": cell["engine"],
+                          "settings": cell["settings"], "prior_spec": cell["prior_spec"],
+                          "delta_model": cell["delta_model"], "budget": budget,
+                          "rebuilt_from": "agox.json (the repeat directory was lost)"}
+                rebuilt[(problem, label, prior, name)] = {"record": record, "judged": judged}
+    return rebuilt
 
 
 def judge_repeat(path: Path, record: dict, criterion) -> dict:
@@ -149,14 +237,14 @@ def _median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
-def cell_results(problem: str, label: str, prior: str, paths: list[Path], criterion) -> dict:
-    """A results.json-like cell for one AGOX algorithm and prior."""
+def cell_results(problem: str, label: str, prior: str, items: list) -> dict:
+    """A results.json-like cell for one AGOX algorithm and prior, from its repeats
+    ``(name, record, judged)`` (:func:`load_repeats`)."""
     from pesflow.search.success import first_reached, success_curve
 
-    records = [(p, _read_record(p)) for p in paths]
-    finished = [(p, r) for p, r in records if r and r.get("finished")]
-    judged = [judge_repeat(p, r, criterion) for p, r in finished]
-    first = next((r for _, r in records if r), {})
+    finished = [(name, r) for name, r, j in items if j is not None]
+    judged = [j for _, _, j in items if j is not None]
+    first = next((r for _, r, _ in items if r), {})
 
     def at(key: str) -> list:
         return [j["success"][key] if j["success"] else None for j in judged]
@@ -170,9 +258,9 @@ def cell_results(problem: str, label: str, prior: str, paths: list[Path], criter
     result: dict[str, Any] = {
         "problem": problem, "algorithm": label, "engine": first.get("engine"),
         "settings": first.get("settings"), "prior": prior, "prior_spec": first.get("prior_spec"),
-        "delta_model": first.get("delta_model", True), "repeats": len(paths),
+        "delta_model": first.get("delta_model", True), "repeats": len(items),
         "finished": len(finished),
-        "failed": sum(bool(r and r.get("error")) for _, r in records),
+        "failed": sum(bool(r and r.get("error")) for _, r, _ in items),
         "successes": sum(c is not None for c in calls),
         "success_calls": calls, "success_cpu_s": at("cpu_time"),
         "success_wall_s": at("wall_time"), "success_process_cpu_s": at("process_cpu_time"),
@@ -196,10 +284,10 @@ def cell_results(problem: str, label: str, prior: str, paths: list[Path], criter
             "per_repeat_wall": per_call_wall, "per_repeat_process_cpu": per_call_cpu,
         },
         "judge_disagreements": [
-            {"repeat": p.name, "runner_success_call": j["runner_success_call"],
+            {"repeat": name, "runner_success_call": j["runner_success_call"],
              "pesflow_success_call": j["success"]["call"] if j["success"] else None}
-            for (p, _), j in zip(finished, judged, strict=True) if not j["runner_agrees"]],
-        "evaluations": {p.name: j["rows"] for (p, _), j in zip(finished, judged, strict=True)},
+            for (name, _), j in zip(finished, judged, strict=True) if not j["runner_agrees"]],
+        "evaluations": {name: j["rows"] for (name, _), j in zip(finished, judged, strict=True)},
     }
     if judged:
         curves = {
@@ -292,15 +380,31 @@ def compare(agox_dir: Path, out: Path, campaign_path: Path, pesflow: Path | None
         if name not in entries:
             raise InputError(f"--problems: unknown problem {name!r}; campaign "
                              f"{campaign.name} has {', '.join(entries)}")
-    found = find_repeats(agox_dir, problems, algorithms)
+    out = out.resolve()
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} exists and is not a directory")
+    found = find_repeats(agox_dir, out, problems, algorithms)
+    stored = {(key, name): _stored(saved) for key, repeats in found.items()
+              for name, (_, saved) in repeats.items() if saved is not None}
+    summary_file = out / "agox.json"  # repeats judged before judged/ existed
+    earlier = json.loads(summary_file.read_text()) if summary_file.exists() else {}
+    for (problem, label, prior, name), data in judged_from_summary(earlier).items():
+        key = (problem, label, prior)
+        if (problems is None or problem in problems) and (
+                algorithms is None or label in {ALGORITHMS[a] for a in algorithms}) and \
+                (key, name) not in stored:
+            stored[key, name] = data
+            found.setdefault(key, {}).setdefault(name, [None, None])
+    if not found:
+        raise InputError(f"no agox_runner.py repeats under {agox_dir} (expected "
+                         "<problem>/AGOX-REX|AGOX-GOFEE/<prior>/rNN/) nor judged ones under "
+                         f"{out / JUDGED}; check the directories and --problems/--algorithms")
+    found = {key: dict(sorted(repeats.items())) for key, repeats in sorted(found.items())}
     for problem, _, _ in found:
         if problem not in entries:
             raise InputError(f"{agox_dir / problem}: problem {problem!r} is not in campaign "
                              f"{campaign.name} ({', '.join(entries)}); pass --campaign")
     theirs_all = read_pesflow(pesflow)
-    out = out.resolve()
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} exists and is not a directory")
     summary: dict[str, Any] = {
         "format": RESULTS_FORMAT, "version": 1, "command": command,
         "agox_dir": str(agox_dir), "campaign": str(campaign_path),
@@ -308,13 +412,22 @@ def compare(agox_dir: Path, out: Path, campaign_path: Path, pesflow: Path | None
         "cpu_time": "cores × wall time without success checks (cores = 1 per AGOX repeat)",
         "problems": {},
     }
-    judged = []
+    judged, writes = [], {}
     for problem in dict.fromkeys(p for p, _, _ in found):
         entry = entries[problem]
         criterion = problem_criterion(campaign, entry)  # the one `pesflow bench` judges with
         success = entry.success.model_dump(mode="json")
-        cells = {f"{alg}/{prior}": cell_results(problem, alg, prior, paths, criterion)
-                 for (p, alg, prior), paths in found.items() if p == problem}
+        cells = {}
+        for key, repeats in found.items():
+            if key[0] != problem:
+                continue
+            items, fresh = load_repeats({name: (path, stored.get((key, name)))
+                                         for name, (path, _) in repeats.items()}, criterion)
+            for name in repeats:  # judged now, or kept only in the old agox.json
+                path = _judged_file(out, key, name)
+                if name in fresh or ((key, name) in stored and not path.exists()):
+                    writes[path] = fresh.get(name) or stored[key, name]
+            cells[f"{key[1]}/{key[2]}"] = cell_results(problem, key[1], key[2], items)
         theirs = {prior: pesflow_cells(theirs_all, problem, prior, success)
                   for prior in dict.fromkeys(k.split("/", 1)[1] for k in cells)}
         summary["problems"][problem] = {"success": success, "cells": cells,
@@ -323,6 +436,9 @@ def compare(agox_dir: Path, out: Path, campaign_path: Path, pesflow: Path | None
         judged.append((problem, cells, theirs))
     # validated and judged: from here on files are written
     out.mkdir(parents=True, exist_ok=True)
+    for path, data in writes.items():  # judged repeats travel with the results (in git)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, separators=(",", ":")) + "\n")
     for problem, cells, theirs in judged:
         figure = plot_problem(problem, cells, theirs, out / f"{problem}-agox-vs-pesflow.png")
         summary["problems"][problem]["figure"] = None if figure is None else str(figure)
