@@ -607,6 +607,9 @@ def test_published_results_carry_finished_repeats_to_another_machine(tmp_path, c
     assert not (c / "LJ7/reference/oracle").exists()  # the reference came along, not relaxed
     again = json.loads((pub / "results.json").read_text())
     assert again["problems"] == results["problems"]
+    # published again elsewhere from restored repeats: the archive is whole there too
+    assert _bench(tmp_path, campaign, c, "--report", "--results", str(tmp_path / "pub2")) == 0
+    assert tree_digest(tmp_path / "pub2" / "repeats") == tree_digest(pub / "repeats")
 
 
 def test_results_published_before_repeats_were_archived_are_kept(tmp_path, capsys):

@@ -67,8 +67,10 @@ def archive_repeats(plan: Plan, publish: Path) -> int:
             continue
         target = publish / ARCHIVE / _relative(plan, repeat)
         target.mkdir(parents=True, exist_ok=True)
+        restored = repeat.path / EVALUATIONS  # a repeat restored from an archive
         for source in (RunDir(repeat.path).config, repeat.path / RECORD,
-                       *sorted(repeat.path.glob(f"{Path(CHECKS).stem}*.jsonl"))):
+                       *sorted(repeat.path.glob(f"{Path(CHECKS).stem}*.jsonl")),
+                       *([restored] if restored.exists() else [])):
             shutil.copyfile(source, target / source.name)
         if repeat.problem in deferred and RunDir(repeat.path).checkpoint.exists():
             evaluations = [e.todict() for e in _checkpoint(repeat.path)[1]]
