@@ -1154,7 +1154,9 @@ def run_campaign(
     Everything is validated before anything is written. Finished repeats are kept, the
     others judged, resumed or started, ``parallel`` at a time (default: the site's
     cores). KeyboardInterrupt stops the session; the results so far are written first.
-    ``publish``: a directory that also gets ``results.json`` and the figures.
+    ``publish``: a directory that also gets ``results.json``, the figures and an archive
+    of the finished repeats; archived repeats that ``out`` lacks are restored from it
+    first (:mod:`pesflow.workflows.bench_archive`).
     ``only``: run just the cells whose ``problem/algorithm/prior`` matches one of these
     shell patterns (e.g. ``LJ26/*/morse6``); the results still cover every cell.
     """
@@ -1457,7 +1459,8 @@ def report(campaign: Campaign, out: str | Path, quick: bool = False,
 
     A problem whose reference is chosen after the runs gets it now if every repeat of it
     has finished (:func:`settle_reference`: local oracle relaxations, GPAW launched as
-    ``site`` says); to choose it from fewer, pass a smaller ``repeats``.
+    ``site`` says); to choose it from fewer, pass a smaller ``repeats``. Archived repeats
+    in ``publish`` that ``out`` lacks are restored first (``out`` is made if need be).
     """
     from pesflow.workflows.bench_archive import restorable, restore
 
