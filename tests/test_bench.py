@@ -639,3 +639,6 @@ def test_results_published_before_repeats_were_archived_are_kept(tmp_path, capsy
     err = capsys.readouterr().err.strip()
     assert "cannot be extended here" in err and len(err.splitlines()) == 1
     assert not c.exists()
+    # nor are a quick run's results published over the full ones
+    assert _bench(tmp_path, TINY, c, "--quick", "--results", str(pub)) == 2
+    assert "full-size results" in capsys.readouterr().err and not c.exists()

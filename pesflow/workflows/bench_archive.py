@@ -94,6 +94,11 @@ def restorable(plan: Plan, publish: Path | None) -> list[tuple[Repeat, Path]]:
     folder; raises :class:`InputError` for one the campaign now runs differently."""
     if publish is None:
         return []
+    size = (published_results(publish) or {}).get("size")
+    if size is not None and size != ("quick" if plan.quick else "full"):
+        raise InputError(f"--results {publish} holds the campaign's {size}-size results; "
+                         f"this {'quick' if plan.quick else 'full'}-size run would mix the "
+                         "two: give it another --results directory")
     found = []
     for repeat in plan.repeats:
         source = publish / ARCHIVE / _relative(plan, repeat)
