@@ -28,7 +28,9 @@ Ray stays off: AGOX's Ray pool is replaced by an in-process pool with the same i
 repeat uses one core (BLAS on one thread as well).
 
 Resumable at repeat granularity: finished repeats are skipped; an unfinished one is
-started again from scratch (AGOX has no resume). Exit status: 0 done, 1 some repeat
+started again from scratch (AGOX has no resume). ``--judged DIR`` (agox_compare.py's
+``judged/``, which is in git) also skips the repeats judged there, so a campaign spread
+over machines whose ``--out`` did not survive goes on where it was. Exit status: 0 done, 1 some repeat
 raised (its record says why; a rerun retries it), 2 bad input (nothing written).
 """
 
@@ -619,6 +621,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="repeats run at once, each in a fresh process on one core")
     parser.add_argument("--run-to-budget", action="store_true",
                         help="do not stop a repeat at its first basin success")
+    parser.add_argument("--judged", type=Path, default=None, metavar="DIR",
+                        help="agox_compare.py's judged/ directory (e.g. benchmarks/campaign/"
+                        "agox/judged): repeats judged there, run on another machine, are "
+                        "skipped")
     args = parser.parse_args(argv)
     for name, low in (("repeats", 1), ("budget", 1), ("first_seed", 0), ("parallel", 1)):
         if getattr(args, name) < low:
@@ -652,8 +658,28 @@ def plan(args: argparse.Namespace) -> list[tuple[Path, dict, str]]:
             "early_stop": not args.run_to_budget, "cores": 1,
         }
         path = cell / f"r{r:02d}"
-        repeats.append((path, base, repeat_status(path, base)))
+        status = repeat_status(path, base)
+        if status != "done" and args.judged is not None and \
+                _judged_before(args.judged / args.problem / base["algorithm"] / prior
+                               / f"{path.name}.json", base):
+            status = "judged"
+        repeats.append((path, base, status))
     return repeats
+
+
+def _judged_before(path: Path, base: dict) -> bool:
+    """Whether agox_compare.py judged this repeat (same seed and budget) at ``path``."""
+    try:
+        record = json.loads(path.read_text())["record"]
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise InputError(f"--judged: {path} cannot be read ({error})") from None
+    if (record.get("seed"), record.get("budget")) != (base["seed"], base["budget"]):
+        raise InputError(f"--judged: {path} was run with seed {record.get('seed')} and budget "
+                         f"{record.get('budget')}, this run asks for seed {base['seed']} and "
+                         f"{base['budget']}; check --first-seed and --budget")
+    return True
 
 
 def prepare_process() -> None:
@@ -697,6 +723,9 @@ def main(argv: list[str] | None = None) -> int:
     for path, base, status in repeats:
         if status == "done":
             print(f"{repeat_name(base, path)}: finished before, skipped", file=sys.stderr)
+        elif status == "judged":
+            print(f"{repeat_name(base, path)}: judged before (--judged), skipped",
+                  file=sys.stderr)
         else:
             todo.append((path, {**base, "versions": versions}, not args.run_to_budget))
     if args.parallel == 1:
