@@ -619,7 +619,10 @@ def test_results_published_before_repeats_were_archived_are_kept(tmp_path, capsy
     figure = (pub / "LJ7.png").read_bytes()
     shutil.rmtree(pub / "repeats")  # as published by pesflow before it archived repeats
     (pub / "sessions.json").unlink()
-    assert _bench(tmp_path, TINY, b, "--only", "LJ7-never/*", "--results", str(pub)) == 0
+    capsys.readouterr()
+    assert main(["bench", str(tmp_path / "campaign.yaml"), "--site", str(tmp_path / "site.yaml"),
+                 "--out", str(b), "--only", "LJ7-never/*", "--results", str(pub)]) == 0
+    assert "LJ7: kept as published (published earlier" in capsys.readouterr().out
     after = json.loads((pub / "results.json").read_text())
     kept = after["problems"]["LJ7"]
     assert kept.pop("kept").startswith("published earlier") and kept == before["problems"]["LJ7"]

@@ -89,6 +89,8 @@ def _summary(results: dict) -> str:
     """A few lines: per cell, successes of finished repeats and the median to success."""
     lines = []
     for name, problem in results["problems"].items():
+        if problem.get("kept"):
+            lines.append(f"{name}: kept as published ({problem['kept']})")
         for key, cell in problem["cells"].items():
             median = cell.get("median_calls_to_success")
             waiting = cell["finished"] - cell.get("judged", cell["finished"])

@@ -1344,7 +1344,9 @@ def write_results(plan: Plan, command: str = "", publish: Path | None = None) ->
     records (finished repeats only; unfinished ones are counted, not drawn).
 
     ``publish``: a directory that gets a copy of those files (e.g. one under version
-    control, while the repeats' run directories stay outside it).
+    control, while the repeats' run directories stay outside it) and the archive of the
+    finished repeats. Returns the results, with ``publish`` as published (problems kept
+    from an earlier publication included).
     """
     from pesflow.search.success import SuccessCurve, SuccessPanel, plot_success_panels
     from pesflow.workflows.bench_archive import merge_sessions, published_sessions
@@ -1410,12 +1412,10 @@ def write_results(plan: Plan, command: str = "", publish: Path | None = None) ->
             (out / f"{problem}.png").unlink(missing_ok=True)
         atomic_write_bytes(out / f"{problem}-table.md", "\n".join(tables).encode())
     atomic_write_json(out / RESULTS, results, indent=1)
-    if publish is not None:
-        _publish(plan, results, publish)
-    return results
+    return results if publish is None else _publish(plan, results, publish)
 
 
-def _publish(plan: Plan, results: dict, publish: Path) -> None:
+def _publish(plan: Plan, results: dict, publish: Path) -> dict:
     """Copy the results, figures and tables to ``publish`` and archive the finished
     repeats there; a problem published earlier from more repeats than ``out`` holds (run
     elsewhere, before repeats were archived) keeps its published entry and files."""
@@ -1437,7 +1437,9 @@ def _publish(plan: Plan, results: dict, publish: Path) -> None:
                 (publish / name).unlink(missing_ok=True)
     archive_repeats(plan, publish)
     problems = {name: kept.get(name, entry) for name, entry in results["problems"].items()}
-    atomic_write_json(publish / RESULTS, {**results, "problems": problems}, indent=1)
+    published = {**results, "problems": problems}
+    atomic_write_json(publish / RESULTS, published, indent=1)
+    return published
 
 
 def _check_publish(publish: str | Path | None, out: Path) -> Path | None:
