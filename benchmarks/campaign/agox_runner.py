@@ -30,8 +30,9 @@ repeat uses one core (BLAS on one thread as well).
 Resumable at repeat granularity: finished repeats are skipped; an unfinished one is
 started again from scratch (AGOX has no resume). ``--judged DIR`` (agox_compare.py's
 ``judged/``, which is in git) also skips the repeats judged there, so a campaign spread
-over machines whose ``--out`` did not survive goes on where it was. Exit status: 0 done, 1 some repeat
-raised (its record says why; a rerun retries it), 2 bad input (nothing written).
+over machines whose ``--out`` did not survive goes on where it was. Exit status: 0 done,
+1 some repeat raised (its record says why; a rerun retries it), 2 bad input (nothing
+written).
 """
 
 from __future__ import annotations
