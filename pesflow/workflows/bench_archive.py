@@ -35,6 +35,7 @@ from pesflow.workflows.bench import (
     SESSIONS,
     Plan,
     Repeat,
+    _read_sessions,
     _same_search,
     _spent,
     chosen_after_runs,
@@ -137,7 +138,7 @@ def restore(plan: Plan, publish: Path | None, found: list[tuple[Repeat, Path]]) 
             folder.mkdir(parents=True, exist_ok=True)
             for name in _REFERENCE_FILES:
                 shutil.copyfile(source / name, folder / name)
-    merged = merge_sessions(_read_list(plan.out / SESSIONS), published_sessions(publish))
+    merged = merge_sessions(_read_sessions(plan.out), published_sessions(publish))
     if merged:
         atomic_write_json(plan.out / SESSIONS, merged, indent=1)
 
@@ -151,14 +152,6 @@ def archived_evaluations(path: Path) -> list | None:
     except OSError:
         return None
     return [Evaluation.fromdict(row) for row in rows]
-
-
-def _read_list(path: Path) -> list[dict]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return []
-    return data if isinstance(data, list) else []
 
 
 def published_results(publish: Path | None) -> dict | None:
@@ -176,7 +169,7 @@ def published_results(publish: Path | None) -> dict | None:
 def published_sessions(publish: Path) -> list[dict]:
     """The sittings published in ``publish``; for results published before the sittings'
     list was, one entry that carries their CPU-hour totals."""
-    sessions = _read_list(publish / SESSIONS)
+    sessions = _read_sessions(publish)
     if sessions:
         return sessions
     results = published_results(publish)
