@@ -504,6 +504,68 @@ def test_a_reference_chosen_after_the_runs_is_relaxed_once_and_judges_every_repe
     assert json.loads((folder / "reference.json").read_text()) == chosen
 
 
+def test_reference_candidates_are_relaxed_at_once_as_the_site_allows(tmp_path, monkeypatch):
+    """Each candidate's relaxation is a chain of oracle points (minutes each with GPAW):
+    they run side by side, as many as the site runs oracle jobs at once."""
+    import threading
+
+    from pesflow.executors.site import parse_site
+    from pesflow.workflows import bench
+
+    campaign = _lj7_rss_campaign({"criterion": "graph", "candidates": 2})
+    out = tmp_path / "out"
+    assert _bench(tmp_path, campaign, out) == 0
+    sequential = json.loads((out / "LJ7" / "reference" / "reference.json").read_text())
+    shutil.rmtree(out / "LJ7" / "reference")
+
+    # the real LJ oracle, but each relaxation's first point waits for the other's: run
+    # one after the other, the first waits in vain and the barrier breaks
+    both_started = threading.Barrier(2, timeout=60)
+    real = bench._reference_calculator
+
+    def meeting(*args):
+        calculator = real(*args)
+        calculate, met = calculator.calculate, []
+
+        def calculate_after_meeting(*call, **kwargs):
+            if not met:
+                met.append(True)
+                both_started.wait()
+            return calculate(*call, **kwargs)
+
+        calculator.calculate = calculate_after_meeting
+        return calculator
+
+    monkeypatch.setattr(bench, "_reference_calculator", meeting)
+    two = parse_site({**THREADS_SITE, "dft": {"workers": 2, "ranks": 1}, "cores": 2})
+    assert bench.reference_slots(load_campaign(out / "campaign.yaml").oracle, two) == 2
+    plan = plan_campaign(load_campaign(out / "campaign.yaml"), out)
+    chosen = bench.settle_reference(plan, "LJ7", two)
+    assert not both_started.broken
+    # the same reference and figures as the one-at-a-time relaxation
+    drop = ("seconds",)
+    assert [{k: v for k, v in c.items() if k not in drop} for c in chosen["candidates"]] == \
+        [{k: v for k, v in c.items() if k not in drop} for c in sequential["candidates"]]
+    assert chosen["digest"] == sequential["digest"]
+
+
+def test_reference_slots_follow_the_site():
+    import os
+
+    from pesflow.executors.site import load_site
+    from pesflow.workflows.bench import reference_slots
+
+    root = Path(__file__).resolve().parents[1]
+    gpaw = load_campaign(root / "benchmarks" / "campaign" / "ag2s.yaml").oracle
+    shared, htex = (load_site(root / "site-configs" / f"{name}.yaml")
+                    for name in ("local-shared", "local-htex"))
+    assert reference_slots(gpaw, None) == 1
+    # 2 single-core workers, as many at once as the machine has cores for
+    assert reference_slots(gpaw, shared) == min(2, os.cpu_count())
+    # one 2-rank GPAW job at a time, as in the runs
+    assert reference_slots(gpaw, htex) == 1
+
+
 def test_repeats_waiting_for_a_reference_are_reported_as_not_judged(tmp_path, capsys):
     campaign = _lj7_rss_campaign({"criterion": "graph"})
     campaign["algorithms"] = copy.deepcopy(TINY["algorithms"])  # RSS and REX

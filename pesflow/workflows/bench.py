@@ -45,6 +45,7 @@ import statistics
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -792,6 +793,21 @@ def _reference_calculator(oracle: OracleConfig, root: Path, site: SiteConfig | N
     return OracleCalculator(StandIn(oracle.model), root)
 
 
+def reference_slots(oracle: OracleConfig, site: SiteConfig | None) -> int:
+    """How many reference relaxations run at once: as many oracle jobs as ``site`` runs at
+    once, and on a local site no more than fit on its cores; 1 without a site."""
+    from pesflow.config import GPAWOracle
+    from pesflow.workflows.search import site_cores
+
+    if site is None:
+        return 1
+    label = site.surrogate if site.dft.shared else site.dft
+    if all(cfg.provider.type == "local" for cfg in site.labels().values()):
+        ranks = label.ranks if isinstance(oracle, GPAWOracle) and label is site.dft else 1
+        return max(1, min(site.oracle_workers, site_cores(site) // ranks))
+    return site.oracle_workers * label.provider.max_blocks
+
+
 def _relax(atoms: Atoms, calculator, fmax: float, steps: int, fixed: int) -> tuple[Atoms, dict]:
     """A local relaxation (BFGS) in ``calculator``; returns the end and its figures."""
     from pesflow.structures.identity import relax_locally
@@ -818,10 +834,11 @@ def settle_reference(plan: Plan, problem: str, site: SiteConfig | None = None,
 
     The ``candidates`` lowest-energy evaluations of distinct graphs over all finished
     repeats (every cell of the problem) are relaxed locally with the oracle (BFGS, not
-    counted in any budget; each single point is cached under ``<problem>/reference/``, so
-    a stopped relaxation goes on where it was). The lowest relaxed one is the reference,
-    written to ``reference.extxyz`` with ``reference.json``. A later call relaxes again
-    only if the candidates changed (more repeats finished). Returns ``reference.json``'s
+    counted in any budget; as many at once as :func:`reference_slots` allows; each single
+    point is cached under ``<problem>/reference/``, so a stopped relaxation goes on where
+    it was). The lowest relaxed one is the reference, written to ``reference.extxyz``
+    with ``reference.json``. A later call relaxes again only if the candidates changed
+    (more repeats finished). Returns ``reference.json``'s
     content, or ``None`` for a fixed reference or no finished repeat yet.
     """
     from ase.io import read, write
@@ -861,10 +878,11 @@ def settle_reference(plan: Plan, problem: str, site: SiteConfig | None = None,
         reference = read(folder / "reference.extxyz")
     else:
         folder.mkdir(parents=True, exist_ok=True)
-        calculator = _reference_calculator(plan.campaign.oracle, folder / "oracle", site)
         fixed = len(cells[0].problem.problem.build().template)
-        relaxed = []
-        for source, (_, _, evaluation) in zip(sources, picked, strict=True):
+
+        def relax(source: dict, evaluation: Evaluation) -> tuple[Atoms | None, dict]:
+            # a calculator per candidate: ASE calculators keep state and are not shared
+            calculator = _reference_calculator(plan.campaign.oracle, folder / "oracle", site)
             on_event(f"{problem}: relaxing reference candidate {source['repeat']} call "
                      f"{source['call']} ({source['energy']:.4f} eV) with the oracle")
             start = time.perf_counter()
@@ -872,10 +890,12 @@ def settle_reference(plan: Plan, problem: str, site: SiteConfig | None = None,
                 atoms, figures = _relax(evaluation.atoms, calculator, spec.relax_fmax,
                                         spec.relax_steps, fixed)
             except OracleError as error:
-                relaxed.append((None, {**source, "error": str(error)}))
-                continue
-            relaxed.append((atoms, {**source, **figures,
-                                    "seconds": time.perf_counter() - start}))
+                return None, {**source, "error": str(error)}
+            return atoms, {**source, **figures, "seconds": time.perf_counter() - start}
+
+        slots = min(len(picked), reference_slots(plan.campaign.oracle, site))
+        with ThreadPoolExecutor(slots, thread_name_prefix="reference") as pool:
+            relaxed = list(pool.map(relax, sources, [e for _, _, e in picked]))
         usable = [(atoms, row) for atoms, row in relaxed if atoms is not None]
         if not usable:
             raise RuntimeError(f"{problem}: every reference relaxation failed: "
