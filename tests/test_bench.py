@@ -549,6 +549,29 @@ def test_reference_candidates_are_relaxed_at_once_as_the_site_allows(tmp_path, m
     assert chosen["digest"] == sequential["digest"]
 
 
+def test_a_report_that_relaxes_a_reference_books_its_cpu_time(tmp_path):
+    campaign = _lj7_rss_campaign({"criterion": "graph", "candidates": 2})
+    out = tmp_path / "out"
+    assert _bench(tmp_path, campaign, out) == 0
+    sittings = json.loads((out / "sessions.json").read_text())
+    shutil.rmtree(out / "LJ7" / "reference")  # as if the sitting was stopped before it
+    assert _bench(tmp_path, campaign, out, "--report") == 0
+    booked = json.loads((out / "sessions.json").read_text())
+    assert booked[:len(sittings)] == sittings and len(booked) == len(sittings) + 1
+    points = sum(p.is_dir() for p in (out / "LJ7" / "reference" / "oracle").iterdir())
+    assert booked[-1]["reference_points"] == points > 0
+    assert booked[-1]["state"] == "ended" and booked[-1]["repeats_finished"] == 0
+    assert booked[-1]["cores"] == sittings[0]["cores"]  # booked like a sitting of the site
+    assert booked[-1]["cpu_allocated_s"] == pytest.approx(
+        booked[-1]["cores"] * booked[-1]["wall_s"])
+    results = json.loads((out / "results.json").read_text())
+    assert results["cpu_hours"]["allocated"] == pytest.approx(
+        sum(s["cpu_allocated_s"] for s in booked) / 3600)
+    # a report that computes nothing books nothing
+    assert _bench(tmp_path, campaign, out, "--report") == 0
+    assert json.loads((out / "sessions.json").read_text()) == booked
+
+
 def test_reference_slots_follow_the_site():
     import os
 

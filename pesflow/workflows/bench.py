@@ -1481,8 +1481,10 @@ def report(campaign: Campaign, out: str | Path, quick: bool = False,
 
     A problem whose reference is chosen after the runs gets it now if every repeat of it
     has finished (:func:`settle_reference`: local oracle relaxations, GPAW launched as
-    ``site`` says); to choose it from fewer, pass a smaller ``repeats``. Archived repeats
-    in ``publish`` that ``out`` lacks are restored first (``out`` is made if need be).
+    ``site`` says); to choose it from fewer, pass a smaller ``repeats``. Oracle points
+    computed for that are booked in ``sessions.json`` as a sitting of ``site``'s cores.
+    Archived repeats in ``publish`` that ``out`` lacks are restored first (``out`` is made
+    if need be).
     """
     from pesflow.workflows.bench_archive import restorable, restore
 
@@ -1498,9 +1500,46 @@ def report(campaign: Campaign, out: str | Path, quick: bool = False,
         out.mkdir(parents=True, exist_ok=True)
         _write_campaign(out, campaign)
     restore(plan, target, found)
-    for problem in _references_to_choose(plan):
-        settle_reference(plan, problem, site, on_event)
+    problems = _references_to_choose(plan)
+    points = {problem: _reference_points(plan, problem) for problem in problems}
+    started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    wall0, cpu0 = time.perf_counter(), _process_and_children_cpu()
+    ended = False
+    try:
+        for problem in problems:
+            settle_reference(plan, problem, site, on_event)
+        ended = True
+    finally:
+        computed = sum(_reference_points(plan, p) - points[p] for p in problems)
+        if computed:  # oracle points were computed: book them as a sitting
+            from pesflow.workflows.search import site_cores
+
+            cores = site_cores(site) if site is not None else 1
+            wall = time.perf_counter() - wall0
+            atomic_write_json(out / SESSIONS, [*_read_sessions(out), {
+                "started": started, "command": command,
+                "site": site.name if site is not None else None,
+                "kind": site.kind if site is not None else None, "cores": cores,
+                "parallel": None, "quick": quick, "wall_s": wall,
+                "cpu_allocated_s": cores * wall,
+                "cpu_used_s": _process_and_children_cpu() - cpu0, "check_s": 0.0,
+                "repeats_finished": 0, "repeats_failed": 0, "reference_points": computed,
+                "state": "ended" if ended else "interrupted"}], indent=1)
     return write_results(plan, command, target)
+
+
+def _reference_points(plan: Plan, problem: str) -> int:
+    """Oracle single points cached for a problem's reference relaxations."""
+    folder = plan.out / problem / "reference" / "oracle"
+    return sum(path.is_dir() for path in folder.iterdir()) if folder.is_dir() else 0
+
+
+def _process_and_children_cpu() -> float:
+    """CPU seconds of this process and its finished children (GPAW's MPI launches)."""
+    import resource
+
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
 
 
 __all__ = [
