@@ -150,11 +150,20 @@ def test_tiny_campaign_judges_keeps_finished_repeats_and_grows(tmp_path):
         if success is not None:
             assert success["call"] <= record["oracle_calls"] <= 6
             assert record["stop_reason"] == "stop condition met"
-            # 2 cores, 2 repeats at once: one core-second per second
-            assert success["cpu_time"] == pytest.approx(success["wall_time"])
+            assert success["cpu_time"] == pytest.approx(
+                cpu_clock(record["sessions"], success["wall_time"]))
         else:
             assert record["oracle_calls"] == 6
+    # 2 cores, 2 repeats at once: one core-second per second; once nothing is left to
+    # start and a repeat has finished, the one still running has both cores
+    shares = [[s["cores"] for s in json.loads((p / "bench.json").read_text())["sessions"]]
+              for p in _repeat_dirs(out)]
+    assert all(share in ([1.0], [1.0, 2.0]) for share in shares), shares
+    assert [1.0, 2.0] in shares
     sessions = json.loads((out / "sessions.json").read_text())
+    core_seconds = sum(json.loads((p / "bench.json").read_text())["cpu_time"]
+                       for p in _repeat_dirs(out))
+    assert core_seconds <= sessions[0]["cpu_allocated_s"]
     assert len(sessions) == 1 and sessions[0]["state"] == "ended"
     assert sessions[0]["repeats_finished"] == 6 and sessions[0]["cpu_used_s"] > 0
 
@@ -203,6 +212,9 @@ def test_quick_then_full_extends_censored_repeats_by_resuming_them(tmp_path):
     assert _bench(tmp_path, campaign, out) == 0  # budget 3: the same run goes on
     record = json.loads((run / "bench.json").read_text())
     assert record["oracle_calls"] == 3 and len(record["sessions"]) == 2
+    # a repeat that runs alone is booked for all the sitting's cores
+    sitting_cores = [s["cores"] for s in json.loads((out / "sessions.json").read_text())]
+    assert [s["cores"] for s in record["sessions"]] == sitting_cores
     assert [e["call"] for e in record["evaluations"]] == [1, 2, 3]
     assert record["evaluations"][:2] == first["evaluations"]
     # the oracle computed each evaluation once: the first two were not redone
@@ -250,7 +262,8 @@ def test_sigkill_mid_campaign_then_rerun_loses_and_repeats_nothing(tmp_path):
         record = json.loads((run / "bench.json").read_text())
         assert record["finished"] and record["success"] is None
         assert [e["call"] for e in record["evaluations"]] == list(range(1, budget + 1))
-        assert len(record["sessions"]) == 2
+        # the killed sitting and the rerun, then both cores for the one left running
+        assert [s["cores"] for s in record["sessions"]] in ([1.0, 1.0], [1.0, 1.0, 2.0])
     sessions = json.loads((out / "sessions.json").read_text())
     assert [s["state"] for s in sessions] == ["running", "ended"]
     cells = json.loads((out / "results.json").read_text())["problems"]["LJ7-never"]["cells"]

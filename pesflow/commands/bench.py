@@ -64,13 +64,13 @@ def run(args: argparse.Namespace) -> int:
             print(line, flush=True)
 
     site = load_site(args.site)
-    if args.report:
-        results = report(campaign, args.out, args.quick, args.repeats, command, args.results,
-                         site, say)
-        say(_summary(results))
-        return 0
     previous = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops like Ctrl-C
     try:
+        if args.report:  # a reference relaxation may run for an hour: stoppable as well
+            results = report(campaign, args.out, args.quick, args.repeats, command,
+                             args.results, site, say)
+            say(_summary(results))
+            return 0
         results = run_campaign(campaign, site, args.out, args.quick, args.repeats,
                                args.parallel, on_event=say, command=command,
                                publish=args.results, only=args.only)

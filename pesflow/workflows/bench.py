@@ -985,11 +985,22 @@ class CampaignSession:
                 "error": None}
         return {"sessions": [], **record, **base}
 
-    def _add_session(self, record: dict, wall_from: float) -> None:
+    def _add_session(self, record: dict, wall_from: float, cores: float | None = None) -> None:
         # a session resumed from an older checkpoint replaces what followed it
         kept = [s for s in record["sessions"] if s["wall_from"] < wall_from]
-        record["sessions"] = [*kept, {"wall_from": wall_from, "cores": self.share,
+        record["sessions"] = [*kept, {"wall_from": wall_from,
+                                      "cores": self.share if cores is None else cores,
                                       "site": self.site.name, "parallel": self.parallel}]
+
+    def widen(self, active: list[_Active]) -> None:
+        """Nothing left to start and a repeat has left: the ones still running share all
+        the cores from now on (alone, a repeat's tasks fill every worker), so the
+        repeats' core-seconds add up to the sitting's."""
+        if not active or len(active) >= self.parallel:
+            return
+        for entry in active:
+            self._add_session(entry.record, entry.run.wall(), self.cores / len(active))
+            atomic_write_json(entry.repeat.path / RECORD, entry.record, indent=1)
 
     def open(self, repeat: Repeat, status: str) -> _Active | None:
         """Start or resume ``repeat``; ``None`` when its checkpoint already settles it."""
@@ -1113,6 +1124,8 @@ class CampaignSession:
                         if entry.run.finished:
                             active.remove(entry)
                             self.close(entry)
+                            if not pending:
+                                self.widen(active)
                             if after_each is not None:
                                 after_each()
                             continue
@@ -1120,6 +1133,8 @@ class CampaignSession:
                     except Exception as error:
                         active.remove(entry)
                         self.fail(entry, entry.repeat, error)
+                        if not pending:
+                            self.widen(active)
             clean = True
         finally:
             for entry in active:  # interrupted: the last checkpoint stands
@@ -1209,6 +1224,7 @@ def run_campaign(
         todo = [(r, s) for r, s in statuses if s == "open"] + \
                [(r, s) for r, s in statuses if s == "new"]
         done = len(statuses) - len(todo)
+        parallel = max(1, min(parallel, len(todo)))  # fewer repeats: each gets more cores
         on_event(f"campaign {campaign.name}{' (quick)' if quick else ''}: {len(statuses)} "
                  f"repeats in {len(chosen)} of {len(plan.cells)} cells; {done} finished, "
                  f"{sum(s == 'open' for _, s in todo)} to judge or resume, "
@@ -1517,7 +1533,7 @@ def report(campaign: Campaign, out: str | Path, quick: bool = False,
             cores = site_cores(site) if site is not None else 1
             wall = time.perf_counter() - wall0
             atomic_write_json(out / SESSIONS, [*_read_sessions(out), {
-                "started": started, "command": command,
+                "started": started, "command": f"{command} --report" if command else "",
                 "site": site.name if site is not None else None,
                 "kind": site.kind if site is not None else None, "cores": cores,
                 "parallel": None, "quick": quick, "wall_s": wall,
