@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -12,6 +13,7 @@ from ase.io import write
 
 from pesflow.cli import main
 from pesflow.dft import get_settings, mpi_command, prepare_task, run_single_point
+from pesflow.dft.runner import mpi_launch
 from pesflow.errors import InputError
 
 pytestmark = pytest.mark.skipif(
@@ -71,6 +73,22 @@ def test_mpi_command_shapes(tmp_path) -> None:
     assert argv[0] == "mpiexec" and "-n" in argv and argv[argv.index("-n") + 1] == "10"
     assert argv[-4:] == ["python", "-m", "pesflow.dft.singlepoint", str(tmp_path)]
     assert mpi_command(tmp_path, 4, launcher="srun")[:3] == ["srun", "-n", "4"]
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs 2 cores")
+def test_mpi_jobs_started_side_by_side_are_not_bound_to_one_core(tmp_path) -> None:
+    """Open MPI binds each mpiexec's ranks from core 0 on: two 1-rank GPAW jobs of two
+    dft workers shared core 0 and took twice as long. Each job must see every core."""
+    import subprocess
+    import sys
+
+    report = "import os, sys; print(sorted(os.sched_getaffinity(0)), file=sys.stderr)"
+    argv = [*mpi_launch(1), sys.executable, "-c", report]
+    jobs = [subprocess.Popen(argv, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    seen = [job.communicate(timeout=120)[1].strip().splitlines()[-1] for job in jobs]
+    assert all(job.returncode == 0 for job in jobs)
+    mine = sorted(os.sched_getaffinity(0))
+    assert seen == [str(mine)] * 2, seen
 
 
 def test_bad_settings_are_input_errors() -> None:

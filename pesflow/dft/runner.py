@@ -83,28 +83,38 @@ def _gpaw_executable() -> str:
     return str(here) if here.exists() else (shutil.which("gpaw") or "gpaw")
 
 
+def mpi_launch(ranks: int = 1, launcher: str = "mpiexec",
+               extra_args: Sequence[str] = ()) -> list[str]:
+    """The launcher part of an MPI command line: start ``ranks`` ranks of what follows.
+
+    ``launcher`` is ``"mpiexec"`` (Open MPI; as root it needs ``--allow-run-as-root``, and
+    ``--oversubscribe`` where a scheduler gave fewer slots than ranks) or ``"srun"``.
+    ``mpiexec`` gets ``--bind-to none``: each ``mpiexec`` binds its ranks from the first
+    core on, so jobs started side by side on one node (dft workers, reference
+    relaxations) would all share core 0.
+    """
+    if ranks < 1:
+        raise ValueError(f"ranks must be >= 1, got {ranks}")
+    if launcher == "srun":
+        return ["srun", "-n", str(ranks), *extra_args]
+    if launcher != "mpiexec":
+        raise ValueError(f"unknown MPI launcher {launcher!r}: use 'mpiexec' or 'srun'")
+    flags = ["--oversubscribe", "--bind-to", "none"]
+    if os.geteuid() == 0:
+        flags.insert(0, "--allow-run-as-root")
+    return ["mpiexec", *flags, "-n", str(ranks), *extra_args]
+
+
 def mpi_command(
     task_dir: str | Path,
     ranks: int = 1,
     launcher: str = "mpiexec",
     extra_args: Sequence[str] = (),
 ) -> list[str]:
-    """The argv that runs the single point in ``task_dir`` on ``ranks`` MPI ranks.
-
-    ``launcher`` is ``"mpiexec"`` (Open MPI; as root it needs ``--allow-run-as-root``, and
-    ``--oversubscribe`` where a scheduler gave fewer slots than ranks) or ``"srun"``.
-    """
+    """The argv that runs the single point in ``task_dir`` on ``ranks`` MPI ranks
+    (:func:`mpi_launch`)."""
     entry = [_gpaw_executable(), "python", "-m", "pesflow.dft.singlepoint", str(task_dir)]
-    if ranks < 1:
-        raise ValueError(f"ranks must be >= 1, got {ranks}")
-    if launcher == "srun":
-        return ["srun", "-n", str(ranks), *extra_args, *entry]
-    if launcher != "mpiexec":
-        raise ValueError(f"unknown MPI launcher {launcher!r}: use 'mpiexec' or 'srun'")
-    flags = ["--oversubscribe"]
-    if os.geteuid() == 0:
-        flags.insert(0, "--allow-run-as-root")
-    return ["mpiexec", *flags, "-n", str(ranks), *extra_args, *entry]
+    return [*mpi_launch(ranks, launcher, extra_args), *entry]
 
 
 def _session(sid: int) -> list[psutil.Process]:
