@@ -28,7 +28,9 @@ from pathlib import Path
 
 from ase.io import read
 
-from pesflow.dft.runner import mpi_launch, prepare_task, read_result
+from pesflow.dft.runner import mpi_command, prepare_task, read_result
+
+UNBIND = ("--bind-to", "none")
 
 REFERENCE = Path(__file__).resolve().parents[1] / "campaign" / "ag2s" / "references"
 
@@ -37,16 +39,16 @@ def _reference_structure():
     return read(REFERENCE / "Ag8S4" / "reference.extxyz")
 
 
-def _points(atoms, root: Path, tag: str, launch: list[str], n: int) -> list[dict]:
-    """``n`` single points started at once; wall time and CPU affinity of each."""
-    from pesflow.dft.runner import _gpaw_executable
-
+def _points(atoms, root: Path, tag: str, bound: bool, n: int) -> list[dict]:
+    """``n`` single points started at once (``bound``: without ``--bind-to none``)."""
     tasks = [prepare_task(atoms, "fast", root, f"{tag}-{i}") for i in range(n)]
     rows: list[dict] = [{} for _ in tasks]
 
     def run(i: int, task: Path) -> None:
-        argv = [*launch, _gpaw_executable(), "python", "-m", "pesflow.dft.singlepoint",
-                str(task)]
+        argv = mpi_command(task)
+        if bound:  # the launch as it was before session 12
+            at = argv.index(UNBIND[0])
+            argv = argv[:at] + argv[at + len(UNBIND):]
         start = time.perf_counter()
         subprocess.run(argv, cwd=task, check=True, capture_output=True)
         result = read_result(task)
@@ -67,21 +69,19 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     atoms = _reference_structure()
-    bound = [part for part in mpi_launch(1) if part not in ("--bind-to", "none")]
-    unbound = mpi_launch(1)
     results: dict[str, list] = {"alone": [], "two_bound": [], "two_unbound": []}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
-            results["alone"] += _points(atoms, Path(tmp), f"alone{r}", unbound, 1)
-            results["two_bound"] += _points(atoms, Path(tmp), f"bound{r}", bound, 2)
-            results["two_unbound"] += _points(atoms, Path(tmp), f"free{r}", unbound, 2)
+            results["alone"] += _points(atoms, Path(tmp), f"alone{r}", False, 1)
+            results["two_bound"] += _points(atoms, Path(tmp), f"bound{r}", True, 2)
+            results["two_unbound"] += _points(atoms, Path(tmp), f"free{r}", False, 2)
     medians = {k: statistics.median(row["wall_s"] for row in v) for k, v in results.items()}
     data = {
         "what": "wall time of one GPAW fast point of Ag8S4 (15 Å cell, 1 rank): alone, "
                 "two at once with Open MPI's default binding, two at once with --bind-to none",
         "command": f"benchmarks/dft/side_by_side.py --rounds {args.rounds}",
         "machine": {"cores": os.cpu_count(), "python": platform.python_version()},
-        "launch_bound": bound, "launch_unbound": unbound,
+        "launch": "pesflow.dft.runner.mpi_command, 1 rank; bound: without --bind-to none",
         "points": results, "median_wall_s": medians,
         "ratio_bound_to_unbound": medians["two_bound"] / medians["two_unbound"],
     }
