@@ -449,15 +449,21 @@ def test_the_surface_standin_campaign_compares_algorithms_on_a_close_prior():
     assert problem.success.candidates >= 2  # distinct graphs are relaxed for the reference
 
 
+def _campaign_script(name: str):
+    """A script of benchmarks/campaign/ loaded as a module (they are not a package)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "campaign" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_the_agox_runners_copy_of_the_basin_test_matches_pesflows():
     """agox_runner.py (AGOX's venv, no pesflow) carries a copy of the numpy LJ basin test;
     both sides of the side-by-side benchmark must judge alike."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "campaign" / "agox_runner.py"
-    spec = importlib.util.spec_from_file_location("agox_runner", path)
-    runner = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(runner)
+    runner = _campaign_script("agox_runner")
     atoms = Icosahedron("Cu", 2)
     atoms.positions = atoms.positions * 1.1 + np.random.default_rng(5).normal(0, 0.3, (13, 3))
     sigma, epsilon, rc = LJ_DEFAULTS["sigma"], LJ_DEFAULTS["epsilon"], LJ_DEFAULTS["rc"]
@@ -468,6 +474,65 @@ def test_the_agox_runners_copy_of_the_basin_test_matches_pesflows():
     np.testing.assert_array_equal(ours[1], theirs[1])
     assert runner.lj_local_minimum(atoms.positions, sigma, epsilon, rc) == \
         lj_local_minimum(atoms, sigma, epsilon, rc)
+
+
+def test_the_agox_runners_surface_stand_in_is_pesflows():
+    """agox_runner.py rebuilds the EMT surface stand-in without pesflow: its slab,
+    confinement, prior, Δ-model, GOFEE settings and reference must be the campaign's."""
+    from pesflow.structures.problem import emt_surface
+
+    runner = _campaign_script("agox_runner")
+    campaign_dir = Path(__file__).resolve().parents[1] / "benchmarks" / "campaign"
+    campaign = load_campaign(campaign_dir / "surface-standin.yaml")
+    (entry,) = campaign.problems
+    assert entry.name == runner.SURFACE["name"]
+    problem = emt_surface(adsorbates=runner.SURFACE["adsorbates"])
+    assert problem.symbols == entry.problem.build().symbols
+    slab, cell, corner = runner.surface_slab()
+    assert slab.get_chemical_symbols() == problem.template.get_chemical_symbols()
+    np.testing.assert_allclose(slab.positions, problem.template.positions, atol=1e-12)
+    np.testing.assert_allclose(slab.cell.array, problem.template.cell.array, atol=1e-12)
+    assert list(slab.pbc) == list(problem.template.pbc)
+    np.testing.assert_allclose(cell, problem.confinement.cell, atol=1e-12)
+    np.testing.assert_allclose(corner, problem.confinement.corner, atol=1e-12)
+    priors = {p.name: p.prior for p in campaign.priors}
+    assert priors["morse"] == "morse:" + ",".join(
+        f"{k}={v:g}" for k, v in runner.SURFACE_PRIOR.items())
+    assert campaign.model_settings == runner.SURFACE_MODEL
+    settings = {a.algorithm: a.settings for a in campaign.algorithms}
+    assert settings["gofee"] == runner.SURFACE_GOFEE
+    assert {k: runner.REX[k] for k in settings["rex"]} == settings["rex"]
+    assert runner.SURFACE_SUCCESS["threshold"] == entry.success.threshold
+    results = json.loads((campaign_dir / "surface-standin" / "results.json").read_text())
+    assert runner.SURFACE_SUCCESS["energy"] == results["problems"][entry.name]["reference"][
+        "energy"]
+
+
+def test_agox_compare_refuses_a_repeat_whose_fixed_slab_moved(tmp_path):
+    """The side-by-side judge checks each AGOX evaluation holds pesflow's fixed slab."""
+    from pesflow.errors import InputError
+    from pesflow.structures.problem import emt_surface
+
+    compare = _campaign_script("agox_compare")
+    problem = emt_surface(adsorbates="Au2")
+    atoms = problem.assemble(problem.confinement.sample(2, np.random.default_rng(0)))
+    atoms.calc = get_calculator("emt")
+    energy = atoms.get_potential_energy()
+    atoms.info.update(call=1, wall_time=1.0, cpu_time=1.0)
+    write(tmp_path / compare.FRAMES, atoms, format="extxyz")
+    record = {"seed": 1, "oracle_calls": 1, "wall_time": 1.0, "cpu_time": 1.0,
+              "budget": {"oracle_calls": 1}, "success": None}
+
+    class Energy:  # the energy criterion: success within 0.05 eV of a given energy
+        def check(self, atoms, e):
+            return e <= energy + 0.05, None
+
+    judged = compare.judge_repeat(tmp_path, record, Energy(), problem.template)
+    assert judged["success"]["call"] == 1 and judged["best_energy"] == pytest.approx(energy)
+    atoms.positions[3, 2] += 0.01  # one slab atom moved
+    write(tmp_path / compare.FRAMES, atoms, format="extxyz")
+    with pytest.raises(InputError, match="fixed atoms"):
+        compare.judge_repeat(tmp_path, record, Energy(), problem.template)
 
 
 def _lj7_rss_campaign(success: dict) -> dict:

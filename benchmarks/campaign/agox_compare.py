@@ -1,10 +1,12 @@
-"""Judge the AGOX side-by-side repeats with pesflow's own basin test and draw them beside
-pesflow's REX and GOFEE (issue #7 item 4; runs in ``.venv``).
+"""Judge the AGOX side-by-side repeats with pesflow's own success test and draw them
+beside pesflow's cells (issue #7 item 4; runs in ``.venv``).
 
 Reads the repeat directories ``agox_runner.py`` wrote (``AGOX_DIR/<problem>/AGOX-<ALG>/
 <prior>/r<NN>/``), judges every oracle evaluation up to the first success with the
 campaign's success criterion through :func:`pesflow.workflows.bench.problem_criterion` (the
-object ``pesflow bench`` judges with), and writes::
+object ``pesflow bench`` judges with; an energy criterion whose reference is chosen after
+the runs takes the reference energy from ``--pesflow``'s results), checks that every
+evaluated structure holds the problem's fixed atoms where pesflow puts them, and writes::
 
     OUT/agox.json                       per problem and cell, the fields of a pesflow
                                         results.json cell plus wall / process-CPU curves
@@ -22,6 +24,10 @@ object ``pesflow bench`` judges with), and writes::
 
     .venv/bin/python benchmarks/campaign/agox_compare.py runs/agox-standins \
         --pesflow benchmarks/campaign/standins/results.json
+    .venv/bin/python benchmarks/campaign/agox_compare.py runs/agox-surface \
+        --campaign benchmarks/campaign/surface-standin.yaml \
+        --pesflow benchmarks/campaign/surface-standin/results.json \
+        --out benchmarks/campaign/agox-surface
 
 CPU time is pesflow's measure, cores × wall time without the success checks: an AGOX
 repeat runs on one core (``cores`` in its record), so it equals its wall time. The
@@ -40,8 +46,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from ase import Atoms
+
 from pesflow.errors import InputError
-from pesflow.workflows.bench import success_table
+from pesflow.workflows.bench import chosen_after_runs, success_table
 
 ROOT = Path(__file__).resolve().parents[2]
 CAMPAIGN = ROOT / "benchmarks" / "campaign" / "standins.yaml"
@@ -127,8 +136,8 @@ def _stored(path: Path) -> dict:
     return stored
 
 
-def load_repeats(found: dict[str, tuple[Path | None, dict | None]], criterion
-                 ) -> tuple[list, dict]:
+def load_repeats(found: dict[str, tuple[Path | None, dict | None]], criterion,
+                 template: Atoms) -> tuple[list, dict]:
     """``(name, record, judged)`` per repeat (``judged`` None unless finished) from
     ``found`` (name -> its directory under AGOX_DIR, its judged repeat from an earlier
     comparison; either may be None), judging only what was not judged for the same
@@ -142,7 +151,7 @@ def load_repeats(found: dict[str, tuple[Path | None, dict | None]], criterion
             if stored is not None and stored["record"] == record:
                 judged = stored["judged"]
             else:
-                judged = judge_repeat(path, record, criterion)
+                judged = judge_repeat(path, record, criterion, template)
                 fresh[name] = {"record": record, "judged": judged}
             items.append((name, record, judged))
         else:
@@ -185,8 +194,9 @@ def judged_from_summary(summary: dict) -> dict[tuple[str, str, str, str], dict]:
     return rebuilt
 
 
-def judge_repeat(path: Path, record: dict, criterion) -> dict:
-    """Every evaluation judged up to the first success, as ``pesflow bench`` records it."""
+def judge_repeat(path: Path, record: dict, criterion, template: Atoms) -> dict:
+    """Every evaluation judged up to the first success, as ``pesflow bench`` records it;
+    raises InputError if a structure's first atoms are not ``template`` (the fixed atoms)."""
     from ase.io import read
 
     try:
@@ -201,7 +211,15 @@ def judge_repeat(path: Path, record: dict, criterion) -> dict:
                          "and rerun agox_runner.py for it")
     cores = float(record.get("cores", 1))
     rows, success, seconds = [], None, 0.0
+    fixed = len(template)
     for atoms in frames:
+        if fixed and (atoms.get_chemical_symbols()[:fixed] != template.get_chemical_symbols()
+                      or not np.allclose(atoms.positions[:fixed], template.positions,
+                                         rtol=0, atol=1e-6)
+                      or not np.allclose(atoms.cell.array, template.cell.array, atol=1e-6)):
+            raise InputError(f"{path / FRAMES}: call {atoms.info.get('call')} does not hold "
+                             f"the problem's {fixed} fixed atoms where pesflow puts them; "
+                             "the runner's template or its fixing is wrong")
         energy = float(atoms.get_potential_energy())
         verdict = basin = None
         if success is None:
@@ -338,8 +356,28 @@ def pesflow_cells(results: dict | None, problem: str, prior: str, success: dict)
             if c.get("prior") == prior}
 
 
+def with_reference(entry, results: dict | None, path: Path | None):
+    """``entry`` with an energy reference chosen after the runs filled in from pesflow's
+    ``results`` (its ``reference.energy``); other criteria are returned as they are."""
+    spec = entry.success
+    if not chosen_after_runs(spec):
+        return entry
+    if spec.criterion != "energy":
+        raise InputError(f"problem {entry.name}: its {spec.criterion} reference is chosen "
+                         "after the runs, which this comparison does not support; give the "
+                         "campaign a fixed reference structure")
+    reference = ((results or {}).get("problems", {}).get(entry.name) or {}).get("reference")
+    if not reference or reference.get("energy") is None:
+        where = "no --pesflow was given" if path is None else f"--pesflow {path} has none"
+        raise InputError(f"problem {entry.name}: the energy criterion's reference is chosen "
+                         f"after pesflow's runs, and {where}; pass --pesflow with the "
+                         "results.json of the finished campaign")
+    return entry.model_copy(update={"success": spec.model_copy(
+        update={"energy": float(reference["energy"])})})
+
+
 def plot_problem(problem: str, cells: dict[str, dict], theirs: dict[str, dict[str, dict]],
-                 path: Path) -> Path | None:
+                 path: Path, criterion: str = "basin test") -> Path | None:
     """One row per prior: success vs oracle calls and vs CPU time (log)."""
     from pesflow.search.success import SuccessCurve, SuccessPanel, plot_success_panels
 
@@ -364,7 +402,7 @@ def plot_problem(problem: str, cells: dict[str, dict], theirs: dict[str, dict[st
     if not rows:
         return None
     return plot_success_panels(rows, path, title=f"{problem}: AGOX 3.11 vs pesflow "
-                                                 "(basin test; CPU = cores × wall)")
+                                                 f"({criterion}; CPU = cores × wall)")
 
 
 def compare(agox_dir: Path, out: Path, campaign_path: Path, pesflow: Path | None,
@@ -415,14 +453,17 @@ def compare(agox_dir: Path, out: Path, campaign_path: Path, pesflow: Path | None
     judged, writes = [], {}
     for problem in dict.fromkeys(p for p, _, _ in found):
         entry = entries[problem]
-        criterion = problem_criterion(campaign, entry)  # the one `pesflow bench` judges with
         success = entry.success.model_dump(mode="json")
+        judge_entry = with_reference(entry, theirs_all, pesflow)
+        criterion = problem_criterion(campaign, judge_entry)  # the one `pesflow bench` uses
+        template = entry.problem.build().template
         cells = {}
         for key, repeats in found.items():
             if key[0] != problem:
                 continue
             items, fresh = load_repeats({name: (path, stored.get((key, name)))
-                                         for name, (path, _) in repeats.items()}, criterion)
+                                         for name, (path, _) in repeats.items()}, criterion,
+                                        template)
             for name in repeats:  # judged now, or kept only in the old agox.json
                 path = _judged_file(out, key, name)
                 if name in fresh or ((key, name) in stored and not path.exists()):
@@ -430,7 +471,9 @@ def compare(agox_dir: Path, out: Path, campaign_path: Path, pesflow: Path | None
             cells[f"{key[1]}/{key[2]}"] = cell_results(problem, key[1], key[2], items)
         theirs = {prior: pesflow_cells(theirs_all, problem, prior, success)
                   for prior in dict.fromkeys(k.split("/", 1)[1] for k in cells)}
-        summary["problems"][problem] = {"success": success, "cells": cells,
+        summary["problems"][problem] = {"success": success,
+                                        "judged_with": judge_entry.success.model_dump(
+                                            mode="json"), "cells": cells,
                                         "pesflow_cells": {pr: sorted(c) for pr, c in
                                                           theirs.items()}}
         judged.append((problem, cells, theirs))
@@ -440,7 +483,9 @@ def compare(agox_dir: Path, out: Path, campaign_path: Path, pesflow: Path | None
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(data, separators=(",", ":")) + "\n")
     for problem, cells, theirs in judged:
-        figure = plot_problem(problem, cells, theirs, out / f"{problem}-agox-vs-pesflow.png")
+        kind = {"basin": "basin test", "energy": "energy criterion", "graph": "graph identity"}
+        figure = plot_problem(problem, cells, theirs, out / f"{problem}-agox-vs-pesflow.png",
+                              kind[entries[problem].success.criterion])
         summary["problems"][problem]["figure"] = None if figure is None else str(figure)
         budget = entries[problem].budget.oracle_calls
         tables = []

@@ -1,26 +1,32 @@
-"""AGOX 3.11 half of the REX/GOFEE side-by-side on the LJ stand-ins (issue #7 item 4).
+"""AGOX 3.11 half of the REX/GOFEE side-by-side on the stand-ins (issue #7 item 4).
 
 Runs in ``.venv-agox`` and imports no pesflow. Each repeat runs AGOX's own REX
 (``agox.algorithms.ReplicaExchange``) or GOFEE (``agox.algorithms.GOFEE``) with the
-stand-in campaign's oracle, prior, Δ-model, algorithm settings and oracle budget
-(``benchmarks/campaign/standins.yaml``), one repeat after another::
+stand-in campaign's oracle, prior, Δ-model, algorithm settings and oracle budget, one
+repeat after another. Problems: LJ26 and LJ38 (``benchmarks/campaign/standins.yaml``) and
+the EMT surface stand-in Au4-Ag111 (``benchmarks/campaign/surface-standin.yaml``)::
 
     .venv-agox/bin/python benchmarks/campaign/agox_runner.py --problem LJ26 \
         --algorithm rex --prior-rho0 6 --repeats 10 --first-seed 1 --budget 100 \
         --out runs/agox-standins
+    .venv-agox/bin/python benchmarks/campaign/agox_runner.py --problem Au4-Ag111 \
+        --algorithm gofee --repeats 10 --first-seed 1 --budget 40 --out runs/agox-surface
 
-Repeat r (seed = first-seed + r) goes to ``OUT/<problem>/AGOX-<ALG>/morse<ρ0>/r<NN>/``:
+Repeat r (seed = first-seed + r) goes to ``OUT/<problem>/AGOX-<ALG>/<prior>/r<NN>/``
+(prior: ``morse<ρ0>`` on LJ, ``morse`` on the surface, pesflow's prior names):
 
 - ``evaluations.extxyz``: every oracle call as a frame (energy, forces; info: ``call``,
   ``wall_time`` and ``cpu_time`` (process CPU) since the repeat started, both without
-  the success checks, and the runner's own ``basin_energy``);
+  the success checks, and on LJ the runner's own ``basin_energy``);
 - ``record.json``: seed, settings, budget, end figures, ``finished``;
 - ``agox.log`` (AGOX's own output), ``db-agox.db`` (AGOX's database) and the
   confinement plots AGOX's generators draw.
 
 A repeat ends at its budget, or earlier at its first success: the runner applies the
-campaign's basin test (a copy of pesflow's numpy LJ + scipy L-BFGS relaxation) to every
-evaluation and stops there, as ``pesflow bench`` does. ``--run-to-budget`` turns that off.
+campaign's success test to every evaluation and stops there, as ``pesflow bench`` does:
+on LJ the basin test (a copy of pesflow's numpy LJ + scipy L-BFGS relaxation), on the
+surface the energy criterion against the reference pesflow's campaign chose.
+``--run-to-budget`` turns that off.
 ``agox_compare.py`` re-judges every frame with pesflow's own code.
 
 Ray stays off: AGOX's Ray pool is replaced by an in-process pool with the same interface
@@ -73,11 +79,24 @@ OWN_PREFIXES = ("db-agox.db", "confinement_plot_")  # AGOX's database (+ journal
 LJ = {"sigma": 2.5, "epsilon": 1.0, "rc": 50.0}
 #: Morse prior: registry.py MORSE_DEFAULTS (minimum at 2^(1/6)σ); ρ0 from --prior-rho0.
 MORSE_EPSILON, MORSE_R0 = 1.0, 2 ** (1 / 6) * 2.5
-MORSE_RHO0_UNSET = float("nan")
-#: Problems and success: benchmarks/campaign/standins.yaml (basin test, threshold 1e-3;
+#: LJ problems and success: benchmarks/campaign/standins.yaml (basin test, threshold 1e-3;
 #: BasinSuccess defaults fmax 1e-3, steps 5000 in pesflow/workflows/bench.py).
-PROBLEMS = {"LJ26": (26, -108.315616), "LJ38": (38, -173.928427)}
+LJ_PROBLEMS = {"LJ26": (26, -108.315616), "LJ38": (38, -173.928427)}
 BASIN = {"threshold": 1e-3, "fmax": 1e-3, "steps": 5000}
+#: Surface stand-in: benchmarks/campaign/surface-standin.yaml. The slab is pesflow's
+#: emt_surface("Au4") (pesflow/structures/problem.py ag111_sqrt7: a = 4.09 Å, 3 layers,
+#: lowest layer 3 Å above the cell face, confinement 4 Å above the top layer, 10 Å vacuum).
+SURFACE = {"name": "Au4-Ag111", "adsorbates": "Au4", "layers": 3, "a": 4.09,
+           "face_gap": 3.0, "height": 4.0, "vacuum": 10.0}
+#: Its prior, Δ-model and GOFEE settings (campaign priors, model_settings, algorithms).
+SURFACE_PRIOR = {"rho0": 4.0, "epsilon": 0.4, "r0": 2.8}
+SURFACE_MODEL = {"n_inducing": 500}
+SURFACE_GOFEE = {"n_candidates": 5, "n_walkers": 5, "steps": 60}
+#: Energy criterion: within 0.05 eV of the reference (surface-standin/results.json:
+#: the best of pesflow's 90 repeats relaxed in EMT).
+SURFACE_SUCCESS = {"criterion": "energy", "energy": 4.52896153805983, "threshold": 0.05}
+PROBLEMS = [*LJ_PROBLEMS, SURFACE["name"]]
+SUCCESS_REASONS = ("basin reached", "energy reached")
 #: Element of the stand-in: pesflow/structures/problem.py LJ_STANDIN_SYMBOL.
 SYMBOL = "Cu"
 #: Surrogate relaxation threshold: Problem.fmax default (pesflow/structures/problem.py).
@@ -109,10 +128,70 @@ class Stop(BaseException):  # not an Exception: AGOX's evaluators catch those
         self.reason = reason
 
 
+def is_surface(problem: str) -> bool:
+    return problem == SURFACE["name"]
+
+
 def confinement(n: int) -> tuple[float, float]:
     """Cell edge and confinement cube edge of pesflow's ``lj_cluster(n)``."""
     side = round(1.5 * 2 ** (1 / 6) * LJ["sigma"] * n ** (1 / 3), 1)
     return side + 10.0, side
+
+
+def surface_slab():
+    """pesflow's ``emt_surface("Au4")`` slab, confinement cell and corner, rebuilt with
+    ASE (tests/test_bench.py checks they are pesflow's)."""
+    from ase.build import fcc111, make_supercell
+
+    s = SURFACE
+    slab = fcc111("Ag", size=(1, 1, s["layers"]), a=s["a"], vacuum=0.0, orthogonal=False)
+    slab.positions[:, 2] -= slab.positions[:, 2].min() - s["face_gap"]
+    slab = make_supercell(slab, np.array([[2, 1, 0], [-1, 3, 0], [0, 0, 1]]))  # √7 × √7
+    slab.wrap()
+    z_top = slab.positions[:, 2].max()
+    slab.cell[2] = [0.0, 0.0, z_top + s["height"] + s["vacuum"]]
+    slab.pbc = (True, True, False)
+    cell = slab.cell.array
+    return slab, np.array([cell[0], cell[1], [0.0, 0.0, s["height"]]]), np.array([0, 0, z_top])
+
+
+def problem_setup(problem: str):
+    """Template, symbols to place, confinement cell and corner of ``problem``."""
+    from ase import Atoms
+
+    if is_surface(problem):
+        slab, cell, corner = surface_slab()
+        return slab, SURFACE["adsorbates"], cell, corner
+    n = LJ_PROBLEMS[problem][0]
+    box, side = confinement(n)
+    return (Atoms(cell=[box] * 3, pbc=False), f"{SYMBOL}{n}", np.eye(3) * side,
+            np.full(3, (box - side) / 2))
+
+
+def algorithm_settings(algorithm: str, problem: str) -> dict:
+    if algorithm == "rex":
+        return dict(REX)
+    return {**GOFEE, **(SURFACE_GOFEE if is_surface(problem) else {})}
+
+
+def model_settings(problem: str) -> dict:
+    return {**MODEL, **(SURFACE_MODEL if is_surface(problem) else {})}
+
+
+def success_test(problem: str):
+    """``(test, stop reason)``; ``test(atoms, energy)`` -> (success, basin energy or None)."""
+    if is_surface(problem):
+        s = SURFACE_SUCCESS
+        return (lambda atoms, energy: (energy <= s["energy"] + s["threshold"], None),
+                "energy reached")
+    e_min = LJ_PROBLEMS[problem][1]
+
+    def basin_test(atoms, energy: float) -> tuple[bool, float]:
+        basin = lj_local_minimum(atoms.positions, LJ["sigma"], LJ["epsilon"], LJ["rc"],
+                                 BASIN["fmax"], BASIN["steps"])
+        return abs(basin - e_min) <= BASIN["threshold"], basin
+
+    return basin_test, "basin reached"
 
 
 # ------------------------------------------------------------- basin test (pesflow's copy)
@@ -299,8 +378,9 @@ def extxyz_frame(atoms, energy: float, forces: np.ndarray, info: dict) -> str:
 class Journal:
     """Writes every oracle call as a frame, judges it and ends the repeat when due."""
 
-    def __init__(self, path: Path, budget: int, e_min: float, early_stop: bool) -> None:
-        self.path, self.budget, self.e_min, self.early_stop = path, budget, e_min, early_stop
+    def __init__(self, path: Path, budget: int, test, reason: str, early_stop: bool) -> None:
+        self.path, self.budget, self.early_stop = path, budget, early_stop
+        self.test, self.reason = test, reason  # success_test(problem)
         self.clock = Clock()
         self.calls = 0
         self.best: float | None = None
@@ -315,43 +395,48 @@ class Journal:
         self.calls += 1
         wall, cpu = self.clock.wall(), self.clock.cpu()
         with self.clock.excluded():  # success checks and writing are not search time
-            basin = lj_local_minimum(atoms.positions, LJ["sigma"], LJ["epsilon"], LJ["rc"],
-                                     BASIN["fmax"], BASIN["steps"])
-            info = {"call": self.calls, "wall_time": wall, "cpu_time": cpu,
-                    "basin_energy": basin}
+            hit, basin = self.test(atoms, float(energy))
+            info = {"call": self.calls, "wall_time": wall, "cpu_time": cpu}
+            if basin is not None:
+                info["basin_energy"] = basin
+                self.best_basin = basin if self.best_basin is None else min(self.best_basin,
+                                                                            basin)
             with self.path.open("a") as handle:
                 handle.write(extxyz_frame(atoms, float(energy), np.asarray(forces), info))
             self.best = energy if self.best is None else min(self.best, energy)
-            self.best_basin = basin if self.best_basin is None else min(self.best_basin, basin)
-            hit = abs(basin - self.e_min) <= BASIN["threshold"]
             if hit and self.success is None:
                 self.success = {"call": self.calls, "wall_time": wall, "cpu_time": cpu,
                                 "energy": float(energy), "basin_energy": basin}
         if hit and self.early_stop:
-            raise Stop("basin reached")
+            raise Stop(self.reason)
         if self.calls >= self.budget:
             raise Stop("budget")
 
 
-def counting_oracle(journal: Journal):
-    """pesflow's ``lj`` oracle (ASE LennardJones) that reports every call to ``journal``."""
+def counting_oracle(journal: Journal, problem: str):
+    """pesflow's oracle (``lj``: ASE LennardJones; ``emt`` on the surface) that reports
+    every call to ``journal``."""
     from ase.calculators.calculator import all_changes
+    from ase.calculators.emt import EMT
     from ase.calculators.lj import LennardJones
 
-    class Oracle(LennardJones):
+    base, parameters = (EMT, {}) if is_surface(problem) else (LennardJones, LJ)
+
+    class Oracle(base):
         def calculate(self, atoms=None, properties=None, system_changes=all_changes):
             journal.before_call()
             super().calculate(atoms, properties, system_changes)  # energy and forces at once
             journal.record(self.atoms, float(self.results["energy"]), self.results["forces"])
 
-    return Oracle(**LJ)
+    return Oracle(**parameters)
 
 
 # ----------------------------------------------------------------------- AGOX searches
 
 
-def _model(environment, database, rho0: float):
-    """The Δ-model: AGOX SparseGPR ensemble on SOAP with the Morse prior, pesflow's settings."""
+def _model(environment, database, problem: str, prior: dict):
+    """The Δ-model: AGOX SparseGPR ensemble on SOAP with the Morse prior, pesflow's settings
+    (``prior``: MorsePotential's parameters)."""
     from agox.models.ase_model import CalculatorModel
     from agox.models.descriptors import SOAP
     from agox.models.GPR.kernels import RBF
@@ -360,15 +445,14 @@ def _model(environment, database, rho0: float):
     from agox.utils.sparsifiers import CUR
     from ase.calculators.morse import MorsePotential
 
-    m = MODEL
-    # unweighted, non-periodic SOAP as pesflow's (AGOX's config default is weighted,
-    # periodic; as in benchmarks/delta_model/agox_side.py)
+    m = model_settings(problem)
+    # unweighted SOAP as pesflow's, periodic only on the slab (AGOX's config default is
+    # weighted, periodic; as in benchmarks/delta_model/agox_side.py)
     descriptor = SOAP.from_species(species=environment.get_all_species(), r_cut=m["r_cut"],
                                    nmax=m["n_max"], lmax=m["l_max"], sigma=m["soap_sigma"],
-                                   weight=False, periodic=False)
+                                   weight=False, periodic=is_surface(problem))
     kernel = C(m["amplitude"], "fixed") * RBF(m["length_scale"], "fixed")
-    prior = CalculatorModel(calculator=MorsePotential(epsilon=MORSE_EPSILON, r0=MORSE_R0,
-                                                      rho0=rho0),
+    prior = CalculatorModel(calculator=MorsePotential(**prior),
                             composition_model=False)  # zero anyway: a prior is never trained
     return SparseGPREnsemble(
         N_ensemble=m["ensemble_size"], target_noise=m["sigma_label"],
@@ -386,10 +470,12 @@ def search_classes() -> dict[str, type]:
     from agox.algorithms import ReplicaExchange as AgoxREX
 
     class Side:
-        rho0: float = MORSE_RHO0_UNSET
+        problem: str = ""
+        prior: dict = {}  # noqa: RUF012  (set per instance by make_search)
 
         def _make_model(self, cfg):  # instead of AGOX's model factory
-            return _model(self.get_environment(), self.get_database(), self.rho0)
+            return _model(self.get_environment(), self.get_database(), self.problem,
+                          self.prior)
 
     class REXSearch(Side, AgoxREX):
         KIND = "agox_runner_rex"
@@ -418,8 +504,9 @@ def search_classes() -> dict[str, type]:
     return {"rex": REXSearch, "gofee": GOFEESearch}
 
 
-def make_search(algorithm: str, problem: str, oracle, seed: int, rho0: float):
-    """AGOX's own ReplicaExchange or GOFEE algorithm object with pesflow's settings."""
+def make_search(algorithm: str, problem: str, oracle, seed: int, prior: dict):
+    """AGOX's own ReplicaExchange or GOFEE algorithm object with pesflow's settings
+    (``prior``: MorsePotential's parameters)."""
     from agox.algorithms import GOFEEConfig, ProblemConfig, ReplicaExchangeConfig, RunConfig
     from agox.algorithms.config import (
         KMeansConfig,
@@ -434,16 +521,18 @@ def make_search(algorithm: str, problem: str, oracle, seed: int, rho0: float):
         ReplicaExchangeSamplerConfig,
         SinglePointEvaluatorConfig,
     )
-    from ase import Atoms
+    from ase.symbols import string2symbols
 
-    n = PROBLEMS[problem][0]
-    box, side = confinement(n)
-    problem_cfg = ProblemConfig(
-        template=Atoms(cell=[box] * 3, pbc=False), symbols=f"{SYMBOL}{n}", calculator=oracle,
-        confinement_cell=np.eye(3) * side, confinement_corner=np.full(3, (box - side) / 2))
+    template, symbols, cell, corner = problem_setup(problem)
+    # the template stays fixed (fix_template); the confinement is periodic where it
+    # spans the cell (AGOX's box_constraint_pbc), as pesflow's
+    problem_cfg = ProblemConfig(template=template, symbols=symbols, calculator=oracle,
+                                confinement_cell=cell, confinement_corner=corner,
+                                fix_template=True)
     run_cfg = RunConfig(seed=seed, id_str="agox")
+    s = algorithm_settings(algorithm, problem)
+    n = len(string2symbols(symbols))  # atoms placed (GOFEE rattles all of them)
     if algorithm == "rex":
-        s = REX
         config = ReplicaExchangeConfig(
             sampler=ReplicaExchangeSamplerConfig(temperature_range=[s["kT_min"], s["kT_max"]],
                                                  swap_interval=s["swap_interval"],
@@ -455,7 +544,6 @@ def make_search(algorithm: str, problem: str, oracle, seed: int, rho0: float):
             relaxer=ParallelRelaxerConfig(start_relax=0, max_steps=s["steps"], fmax=FMAX),
         )
     else:
-        s = GOFEE
         config = GOFEEConfig(
             evaluator=LocalOptConfig(max_steps=s["oracle_steps"], fmax=FMAX,
                                      store_trajectory=True),
@@ -474,20 +562,21 @@ def make_search(algorithm: str, problem: str, oracle, seed: int, rho0: float):
                     s["random_fraction"], 1 - s["random_fraction"]]}),
         )
     search = search_classes()[algorithm](config, problem_cfg, run_cfg)
-    search.rho0 = rho0
+    search.problem, search.prior = problem, prior
     return search
 
 
-def settings_record(algorithm: str, rho0: float) -> dict:
+def settings_record(algorithm: str, problem: str, rho0: float | None) -> dict:
     """What the repeat ran with (compared on a rerun; only the budget may change)."""
-    return {
-        "algorithm": dict(REX if algorithm == "rex" else GOFEE),
-        "surrogate_fmax": FMAX,
-        "model": dict(MODEL),
-        "prior": {"kind": "morse", "epsilon": MORSE_EPSILON, "r0": MORSE_R0, "rho0": rho0},
-        "oracle": {"kind": "lj", **LJ},
-        "basin": dict(BASIN),
-    }
+    common = {"algorithm": algorithm_settings(algorithm, problem), "surrogate_fmax": FMAX,
+              "model": model_settings(problem)}
+    if is_surface(problem):
+        return {**common, "prior": {"kind": "morse", **SURFACE_PRIOR},
+                "oracle": {"kind": "emt"}, "success": dict(SURFACE_SUCCESS),
+                "problem": dict(SURFACE)}
+    return {**common,
+            "prior": {"kind": "morse", "epsilon": MORSE_EPSILON, "r0": MORSE_R0, "rho0": rho0},
+            "oracle": {"kind": "lj", **LJ}, "basin": dict(BASIN)}
 
 
 # ---------------------------------------------------------------------------- repeats
@@ -530,7 +619,7 @@ def repeat_status(path: Path, wanted: dict) -> str:
     if record["budget"] == wanted["budget"]:
         return "done"
     success = record.get("success")
-    if record.get("stop_reason") == "basin reached" and success \
+    if record.get("stop_reason") in SUCCESS_REASONS and success \
             and success["call"] <= wanted["budget"]["oracle_calls"]:
         return "done"  # it stopped at a success that lies within the new budget
     raise InputError(f"{path} ran with budget {record['budget']} and ended "
@@ -563,8 +652,8 @@ def run_repeat(path: Path, base: dict, early_stop: bool) -> dict:
     record = {**base, "finished": False, "error": None,
               "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
     write_json(path / RECORD, record)
-    journal = Journal(path / FRAMES, budget, PROBLEMS[problem][1], early_stop)
-    oracle = counting_oracle(journal)
+    journal = Journal(path / FRAMES, budget, *success_test(problem), early_stop)
+    oracle = counting_oracle(journal, problem)
     _POOL.append(SerialPool())  # a fresh pool: no modules of an earlier repeat
     reason = None
     agox = None
@@ -575,8 +664,8 @@ def run_repeat(path: Path, base: dict, early_stop: bool) -> dict:
     try:
         with contextlib.chdir(path), stdout_to(path / LOG):
             np.random.seed(seed)  # noqa: NPY002  (AGOX draws from the global RNG)
-            rho0 = base["settings"]["prior"]["rho0"]
-            search = make_search(algorithm, problem, oracle, seed, rho0)
+            prior = {k: v for k, v in base["settings"]["prior"].items() if k != "kind"}
+            search = make_search(algorithm, problem, oracle, seed, prior)
             journal.clock = Clock()  # search time starts with building the modules
             agox = search._make_agox()
             try:
@@ -609,10 +698,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="agox_runner.py", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--problem", required=True, choices=sorted(PROBLEMS))
+    parser.add_argument("--problem", required=True, choices=PROBLEMS)
     parser.add_argument("--algorithm", required=True, choices=sorted(ALGORITHMS))
-    parser.add_argument("--prior-rho0", type=float, default=6.0,
-                        help="ρ0 of the Morse prior (campaign: 6 and 3)")
+    parser.add_argument("--prior-rho0", type=float, default=None,
+                        help="ρ0 of the Morse prior on LJ (campaign: 6, the default, and 3); "
+                        "the surface's prior is its campaign's")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--first-seed", type=int, default=1,
                         help="repeat r runs with seed first-seed + r (campaign: seed 1)")
@@ -631,7 +721,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         if getattr(args, name) < low:
             parser.error(f"--{name.replace('_', '-')} must be at least {low}, "
                          f"got {getattr(args, name)}")
-    if not args.prior_rho0 > 0:
+    if is_surface(args.problem):
+        if args.prior_rho0 is not None:
+            parser.error(f"--prior-rho0: {args.problem} runs its campaign's prior (morse:"
+                         + ",".join(f"{k}={v:g}" for k, v in SURFACE_PRIOR.items())
+                         + "); leave --prior-rho0 out")
+    elif args.prior_rho0 is None:
+        args.prior_rho0 = 6.0
+    elif not args.prior_rho0 > 0:
         parser.error(f"--prior-rho0 must be > 0, got {args.prior_rho0}")
     return args
 
@@ -646,16 +743,20 @@ def plan(args: argparse.Namespace) -> list[tuple[Path, dict, str]]:
         probe = probe.parent
     if not os.access(probe, os.W_OK | os.X_OK):
         raise InputError(f"--out {out}: {probe} is not writable; choose another --out")
-    prior = f"morse{args.prior_rho0:g}"
+    if is_surface(args.problem):  # pesflow's prior name and spec in surface-standin.yaml
+        prior = "morse"
+        prior_spec = "morse:" + ",".join(f"{k}={v:g}" for k, v in SURFACE_PRIOR.items())
+    else:
+        prior, prior_spec = f"morse{args.prior_rho0:g}", f"morse:rho0={args.prior_rho0:g}"
     cell = out / args.problem / ALGORITHMS[args.algorithm] / prior
     repeats = []
     for r in range(args.repeats):
         base = {
             "format": RECORD_FORMAT, "version": 1, "problem": args.problem,
             "algorithm": ALGORITHMS[args.algorithm], "engine": args.algorithm, "prior": prior,
-            "prior_spec": f"morse:rho0={args.prior_rho0:g}", "delta_model": True, "repeat": r,
+            "prior_spec": prior_spec, "delta_model": True, "repeat": r,
             "seed": args.first_seed + r, "budget": {"oracle_calls": args.budget},
-            "settings": settings_record(args.algorithm, args.prior_rho0),
+            "settings": settings_record(args.algorithm, args.problem, args.prior_rho0),
             "early_stop": not args.run_to_budget, "cores": 1,
         }
         path = cell / f"r{r:02d}"
@@ -749,8 +850,9 @@ def main(argv: list[str] | None = None) -> int:
         calls, wall = record["oracle_calls"], record["wall_time"]
         success = record["success"]
         print(f"{name}: {record['stop_reason']} after {calls} oracle calls, {wall:.0f} s "
-              f"({wall / max(calls, 1):.1f} s per call); best raw {record['best_energy']:.4f}, "
-              f"best basin {record['best_basin_energy']:.4f}"
+              f"({wall / max(calls, 1):.1f} s per call); best raw {record['best_energy']:.4f}"
+              + ("" if record["best_basin_energy"] is None
+                 else f", best basin {record['best_basin_energy']:.4f}")
               + ("" if success is None else f"; success at call {success['call']}"),
               file=sys.stderr, flush=True)
     return 1 if failed else 0
