@@ -504,8 +504,16 @@ def test_the_agox_runners_surface_stand_in_is_pesflows():
     assert {k: runner.REX[k] for k in settings["rex"]} == settings["rex"]
     assert runner.SURFACE_SUCCESS["threshold"] == entry.success.threshold
     results = json.loads((campaign_dir / "surface-standin" / "results.json").read_text())
-    assert runner.SURFACE_SUCCESS["energy"] == results["problems"][entry.name]["reference"][
-        "energy"]
+    reference = results["problems"][entry.name]["reference"]["energy"]
+    assert runner.SURFACE_SUCCESS["energy"] == reference
+    # pesflow's side-by-side sitting: the same problem and cells, the reference fixed
+    sitting = load_campaign(campaign_dir / "surface-standin-sitting13.yaml")
+    (again,) = sitting.problems
+    assert again.problem == entry.problem and again.success.energy == reference
+    assert sitting.model_settings == campaign.model_settings
+    assert {a.algorithm: a.settings for a in sitting.algorithms} == {
+        k: v for k, v in settings.items() if k in ("gofee", "rex")}
+    assert {p.name: p.prior for p in sitting.priors} == {"morse": priors["morse"]}
 
 
 def test_agox_compare_refuses_a_repeat_whose_fixed_slab_moved(tmp_path):
