@@ -470,8 +470,8 @@ def search_classes() -> dict[str, type]:
     from agox.algorithms import ReplicaExchange as AgoxREX
 
     class Side:
-        problem: str = ""
-        prior: dict = {}  # noqa: RUF012  (set per instance by make_search)
+        problem: str = ""  # both set per instance by make_search
+        prior: dict | None = None  # MorsePotential's parameters
 
         def _make_model(self, cfg):  # instead of AGOX's model factory
             return _model(self.get_environment(), self.get_database(), self.problem,
