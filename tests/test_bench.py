@@ -543,6 +543,40 @@ def test_agox_compare_refuses_a_repeat_whose_fixed_slab_moved(tmp_path):
         compare.judge_repeat(tmp_path, record, Energy(), problem.template)
 
 
+def test_the_rex_target_counts_overlapping_bands_as_equal_and_needs_a_success():
+    """agox_compare.py's verdict on issue #7's target, from two REX cells' repeats."""
+    from pesflow.search.success import success_curve
+
+    compare = _campaign_script("agox_compare")
+
+    def cell(successes: list, seconds_per_call: float) -> dict:
+        ends = [c if c is not None else 100 for c in successes]
+        return {"finished": len(successes), "calls_at_end": ends,
+                "wall_s_at_end": [seconds_per_call * n for n in ends],
+                "curve_calls": success_curve(successes, ends).todict()}
+
+    ten = [None] * 10
+    ahead = compare.rex_target(100, cell([10, 40, 90, *ten[3:]], 2.0), cell(ten, 9.0))
+    assert ahead["holds"] and ahead["either_succeeds"]
+    assert [b["calls"] for b in ahead["budgets"]] == [25, 50, 100]
+    assert ahead["wall_s_per_call"]["ratio"] == pytest.approx(4.5)
+    assert "holds" in compare.target_text("LJ26", ahead)
+    # behind by one success: the bands overlap, so it counts as equal
+    close = compare.rex_target(100, cell([30, *ten[1:]], 2.0), cell([20, 30, *ten[2:]], 9.0))
+    assert close["holds"] and close["budgets"][1]["pesflow"][0] < close["budgets"][1]["agox"][0]
+    # far behind: 0 of 10 against 10 of 10 at 100 calls
+    behind = compare.rex_target(100, cell(ten, 2.0), cell([60] * 10, 9.0))
+    assert not behind["holds"] and not behind["budgets"][2]["at_least"]
+    assert "does not hold" in compare.target_text("LJ26", behind)
+    # neither succeeds: equal bands, yet the target cannot be shown
+    none = compare.rex_target(100, cell(ten, 2.0), cell(ten, 9.0))
+    assert not none["holds"] and all(b["at_least"] for b in none["budgets"])
+    assert "cannot be shown" in compare.target_text("LJ38", none)
+    # slower per call
+    assert not compare.rex_target(100, cell([10] * 10, 9.5), cell(ten, 9.0))["holds"]
+    assert compare.rex_target(100, None, cell(ten, 9.0)) is None
+
+
 def _lj7_rss_campaign(success: dict) -> dict:
     """TINY cut to one cell, LJ7 with RSS on Morse ρ0 = 6 + Δ, 2 repeats of 3 calls."""
     campaign = {k: v for k, v in copy.deepcopy(TINY).items() if k not in ("exclude", "quick")}

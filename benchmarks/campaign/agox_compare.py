@@ -15,7 +15,8 @@ evaluated structure holds the problem's fixed atoms where pesflow puts them, and
                                         cells and (--pesflow) pesflow's cells of the same
                                         prior, 95 % bands
     OUT/<problem>-table.md              success at 1/4, 1/2 and all of the budget (95 %
-                                        bands), median calls to success, s per oracle call
+                                        bands), median calls to success, s per oracle call,
+                                        and issue #7's REX target with its verdict
     OUT/judged/<problem>/<ALG>/<prior>/rNN.json   each judged repeat: its record and
                                         verdicts, so that a later comparison on another
                                         machine (AGOX_DIR gone) keeps it and judges only
@@ -488,15 +489,72 @@ def compare(agox_dir: Path, out: Path, campaign_path: Path, pesflow: Path | None
                               kind[entries[problem].success.criterion])
         summary["problems"][problem]["figure"] = None if figure is None else str(figure)
         budget = entries[problem].budget.oracle_calls
-        tables = []
+        tables, targets = [], {}
         for prior, mine in theirs.items():
             agox = {c["algorithm"]: c for k, c in cells.items() if k.endswith("/" + prior)}
-            tables.append(success_table(f"{problem}, prior {prior}", budget, {**mine, **agox}))
+            title = f"{problem}, prior {prior}"
+            tables.append(success_table(title, budget, {**mine, **agox}))
+            target = rex_target(budget, mine.get("pesflow REX"), agox.get(ALGORITHMS["rex"]))
+            if target is not None:
+                targets[prior] = target
+                tables.append(target_text(title, target))
+        summary["problems"][problem]["rex_target"] = targets
         (out / f"{problem}-table.md").write_text("\n".join(tables))
     tmp = out / "agox.json.tmp"
     tmp.write_text(json.dumps(summary, indent=1))
     tmp.replace(out / "agox.json")
     return summary
+
+
+def rex_target(budget: int, mine: dict | None, agox: dict | None) -> dict | None:
+    """Issue #7's target for one problem and prior: pesflow's REX succeeds at least as
+    often as AGOX's REX at every reported budget (1/4, 1/2 and all of ``budget`` oracle
+    calls; overlapping 95 % bands count as equal), one of them succeeds at some budget,
+    and pesflow needs less wall time per oracle call (medians over repeats).
+
+    ``mine`` and ``agox``: the two REX cells (results.json-like). ``None`` while either
+    has no judged repeat."""
+    from pesflow.search.success import SuccessCurve
+
+    if not mine or not agox or "curve_calls" not in mine or "curve_calls" not in agox:
+        return None
+    ours, theirs = (SuccessCurve.fromdict(c["curve_calls"]) for c in (mine, agox))
+    budgets = []
+    for mark in (budget // 4, budget // 2, budget):
+        (p, low, high), (q, q_low, q_high) = ours.at(mark), theirs.at(mark)
+        budgets.append({"calls": mark, "pesflow": [p, low, high], "agox": [q, q_low, q_high],
+                        "at_least": bool(p >= q or (low <= q_high and q_low <= high))})
+    seconds = [statistics.median(t / n for t, n in zip(c.get("wall_s_at_end") or
+                                                       c["cpu_s_at_end"],
+                                                       c["calls_at_end"], strict=True) if n)
+               for c in (mine, agox)]
+    either = any(b["pesflow"][0] > 0 or b["agox"][0] > 0 for b in budgets)
+    faster = seconds[0] < seconds[1]
+    return {"budgets": budgets, "either_succeeds": either,
+            "wall_s_per_call": {"pesflow": seconds[0], "agox": seconds[1],
+                                "ratio": seconds[1] / seconds[0]},
+            "repeats": {"pesflow": mine["finished"], "agox": agox["finished"]},
+            "holds": all(b["at_least"] for b in budgets) and either and faster}
+
+
+def target_text(title: str, target: dict) -> str:
+    """The verdict of :func:`rex_target` in words, for the problem's table file."""
+    def share(value: list[float]) -> str:
+        return f"{100 * value[0]:.0f} % ({100 * value[1]:.0f}–{100 * value[2]:.0f})"
+
+    rates = "; ".join(f"{b['calls']} calls: {share(b['pesflow'])} vs {share(b['agox'])}"
+                      + ("" if b["at_least"] else " (below)") for b in target["budgets"])
+    per = target["wall_s_per_call"]
+    if target["holds"]:
+        verdict = "holds"
+    elif not target["either_succeeds"]:
+        verdict = "cannot be shown: neither REX succeeded at any reported budget"
+    else:
+        verdict = "does not hold"
+    return (f"**Target, {title}** (pesflow REX vs AGOX REX, {target['repeats']['pesflow']} "
+            f"and {target['repeats']['agox']} repeats): {verdict}. Success {rates}. Wall time "
+            f"per oracle call (median) {per['pesflow']:.2f} s vs {per['agox']:.2f} s "
+            f"(AGOX/pesflow {per['ratio']:.1f}×).\n")
 
 
 def _line(cell: dict) -> str:
