@@ -51,7 +51,12 @@ import numpy as np
 from ase import Atoms
 
 from pesflow.errors import InputError
-from pesflow.workflows.bench import chosen_after_runs, success_table
+from pesflow.workflows.bench import (
+    chosen_after_runs,
+    median_seconds_per_call,
+    reported_budgets,
+    success_table,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 CAMPAIGN = ROOT / "benchmarks" / "campaign" / "standins.yaml"
@@ -520,14 +525,11 @@ def rex_target(budget: int, mine: dict | None, agox: dict | None) -> dict | None
         return None
     ours, theirs = (SuccessCurve.fromdict(c["curve_calls"]) for c in (mine, agox))
     budgets = []
-    for mark in (budget // 4, budget // 2, budget):
+    for mark in reported_budgets(budget):
         (p, low, high), (q, q_low, q_high) = ours.at(mark), theirs.at(mark)
         budgets.append({"calls": mark, "pesflow": [p, low, high], "agox": [q, q_low, q_high],
                         "at_least": bool(p >= q or (low <= q_high and q_low <= high))})
-    seconds = [statistics.median(t / n for t, n in zip(c.get("wall_s_at_end") or
-                                                       c["cpu_s_at_end"],
-                                                       c["calls_at_end"], strict=True) if n)
-               for c in (mine, agox)]
+    seconds = [median_seconds_per_call(c) for c in (mine, agox)]
     either = any(b["pesflow"][0] > 0 or b["agox"][0] > 0 for b in budgets)
     faster = seconds[0] < seconds[1]
     return {"budgets": budgets, "either_succeeds": either,

@@ -1339,6 +1339,19 @@ def _cell_results(cell: Cell, reference: str | None = None) -> dict:
     return result
 
 
+def reported_budgets(budget: int) -> list[int]:
+    """The oracle-call budgets a table reports: a quarter, half and all of ``budget``."""
+    return [budget // 4, budget // 2, budget]
+
+
+def median_seconds_per_call(cell: dict) -> float | None:
+    """Median over a cell's repeats of wall seconds per oracle call (core-seconds where
+    an older cell has no wall times); ``None`` without a repeat that made a call."""
+    seconds = [t / n for t, n in zip(cell.get("wall_s_at_end") or cell["cpu_s_at_end"],
+                                     cell["calls_at_end"], strict=True) if n]
+    return statistics.median(seconds) if seconds else None
+
+
 def success_table(title: str, budget: int, cells: dict[str, dict]) -> str:
     """A markdown table, one row per cell (label -> a ``results.json`` cell): repeats,
     successes, the share that succeeded by a quarter, half and all of ``budget`` oracle calls
@@ -1346,7 +1359,7 @@ def success_table(title: str, budget: int, cells: dict[str, dict]) -> str:
     (medians over repeats)."""
     from pesflow.search.success import SuccessCurve
 
-    marks = [budget // 4, budget // 2, budget]
+    marks = reported_budgets(budget)
     head = (f"| {title} | repeats | successes | "
             + " | ".join(f"success by {m} calls" for m in marks)
             + " | median calls to success | s per oracle call (median) "
@@ -1361,8 +1374,7 @@ def success_table(title: str, budget: int, cells: dict[str, dict]) -> str:
                      for p, low, high in map(curve.at, marks)]
         else:  # finished, waiting for a reference chosen after the runs
             rates = ["not judged yet"] * len(marks)
-        seconds = [t / n for t, n in zip(cell.get("wall_s_at_end", cell["cpu_s_at_end"]),
-                                         cell["calls_at_end"], strict=True) if n]
+        seconds = median_seconds_per_call(cell)
         median = cell.get("median_calls_to_success")
         best = [e for e in cell.get("best_raw_energy", []) if e is not None]
         judged = cell.get("judged", cell["finished"])
@@ -1370,7 +1382,7 @@ def success_table(title: str, budget: int, cells: dict[str, dict]) -> str:
         rows.append(f"| {label} | {cell['finished']} | {successes} | "
                     + " | ".join(rates)
                     + f" | {'–' if median is None else f'{median:g}'}"
-                    + f" | {f'{statistics.median(seconds):.2f}' if seconds else '–'}"
+                    + f" | {'–' if seconds is None else f'{seconds:.2f}'}"
                     + f" | {f'{statistics.median(best):.2f}' if best else '–'} |")
     return "\n".join(rows) + "\n"
 
