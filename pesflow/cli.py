@@ -20,6 +20,7 @@ COMMANDS = ("run", "resume", "status", "pes", "dft", "models", "site", "demo", "
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``pesflow`` parser with every subcommand registered."""
     parser = argparse.ArgumentParser(
         prog="pesflow",
         description="Active Δ-learning global structure optimization and symmetry-restricted "
@@ -28,17 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"pesflow {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"pesflow.commands.{name}")
-        except ModuleNotFoundError as error:
-            if error.name == f"pesflow.commands.{name}":
-                continue  # subcommand not built yet
-            raise
-        module.register(subparsers)
+        importlib.import_module(f"pesflow.commands.{name}").register(subparsers)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``pesflow`` with ``argv``; returns the exit status (2: bad input, 1: stalled)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

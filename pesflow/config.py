@@ -90,6 +90,7 @@ class ProblemConfig(BaseModel):
 
     @property
     def options(self) -> dict[str, Any]:
+        """The keys beyond the known fields: options for the system's builder."""
         return dict(self.model_extra or {})
 
     def build(self):
@@ -127,6 +128,7 @@ class ModelConfig(Strict):
         return self
 
     def delta_settings(self):
+        """``settings`` as :class:`~pesflow.models.delta.DeltaSettings` (InputError if unknown)."""
         from pesflow.models.delta import DeltaSettings
 
         try:
@@ -174,6 +176,7 @@ class GPAWOracle(_Oracle):
         return None if value is None else parse_duration(value)
 
     def gpaw_settings(self):
+        """``settings`` (a preset name or a mapping) as GPAW settings (InputError if bad)."""
         from pesflow.dft.settings import get_settings
 
         try:

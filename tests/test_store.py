@@ -15,6 +15,8 @@ from pesflow.store import (
     CheckpointError,
     RunDirLock,
     RunDirLocked,
+    atomic_write,
+    atomic_write_json,
     read_checkpoint,
     write_checkpoint,
 )
@@ -85,3 +87,20 @@ def test_run_dir_lock_excludes_a_second_process(tmp_path) -> None:
     RunDirLock(tmp_path).acquire()  # released: free again
     with pytest.raises(RunDirLocked):
         RunDirLock(tmp_path).acquire()  # a second handle in the same process is refused too
+
+
+def test_an_atomic_write_that_fails_leaves_the_old_file_and_no_temporary(tmp_path) -> None:
+    path = tmp_path / "deep" / "er" / "energies.npy"  # parents are made
+    atomic_write(path, lambda handle: np.save(handle, np.arange(3.0)))
+    assert np.load(path).tolist() == [0.0, 1.0, 2.0]
+
+    def half_then_fail(handle) -> None:
+        handle.write(b"half a file")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(path, half_then_fail)
+    assert np.load(path).tolist() == [0.0, 1.0, 2.0]
+    assert [p.name for p in path.parent.iterdir()] == ["energies.npy"]
+    atomic_write_json(path.with_suffix(".json"), {"a": [1, 2]}, indent=2)
+    assert path.with_suffix(".json").read_text() == '{\n  "a": [\n    1,\n    2\n  ]\n}'

@@ -14,7 +14,8 @@ import logging
 
 import numpy as np
 
-from pesflow.pes.slices import SliceRun, _atomic_save
+from pesflow.pes.slices import SliceRun
+from pesflow.store.atomic import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def dft_reference(run: SliceRun, n: int = 5, settings: str | dict = "fast", rank
             energies.append(result.energy / len(atoms) if result.ok else np.nan)
     out = {"indices": np.array(rows), "energies": np.array(energies),
            "level_of_theory": resolved.level_of_theory()}
-    _atomic_save(run.out / "dft.npz", lambda f: np.savez(f, indices=out["indices"],
+    atomic_write(run.out / "dft.npz", lambda f: np.savez(f, indices=out["indices"],
                  energies=out["energies"], level_of_theory=np.array(out["level_of_theory"])))
     return out
 

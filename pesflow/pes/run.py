@@ -26,7 +26,7 @@ from pesflow.pes.slices import (
     open_run,
     prepare,
 )
-from pesflow.pes.slices import write_json_atomic as _write_json
+from pesflow.store.atomic import atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +91,9 @@ def finish(run: SliceRun, models: list[str], plot: bool = True) -> tuple[SliceDa
     table = metrics_table(data.energies, data.axes, data.reference_point, data.cost,
                           reference, displacement_function(run), data.sigma)
     data.save(run.out / "slice.npz")
-    _write_json(run.out / "metrics.json", {"reference_model": reference, "models": table,
-                                           "cost_at_reference": run.meta.get("cost_at_reference")})
+    metrics = {"reference_model": reference, "models": table,
+               "cost_at_reference": run.meta.get("cost_at_reference")}
+    atomic_write_json(run.out / "metrics.json", metrics, indent=2)
     if plot:
         plot_slices(data, run.out / "slice.png", models, shared_scale=run.config.shared_scale)
         plot_energy_vs_distance(data, run.out / "contacts.png", models)

@@ -22,8 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +35,7 @@ from pesflow.pes.energies import DEFAULT_BATCH_ATOMS, EnergyModel, has_uncertain
 from pesflow.pes.radii import DEFAULT_SCALE, dmin_matrix
 from pesflow.pes.solver import DEFAULT_MEMORY_BYTES, Grid, StructureSolver, make_grid
 from pesflow.pes.symmetry import SymmetryAnalysis, analyze, read_structure
+from pesflow.store.atomic import atomic_write, atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +123,7 @@ class SliceGeometry:
                 for f in frac]
 
     def save(self, path: Path) -> None:
-        _atomic_save(path, lambda f: np.savez(
+        atomic_write(path, lambda f: np.savez(
             f, cell=self.cell, numbers=self.numbers, offset=self.offset, basis=self.basis,
             reference=self.grid.reference, axis0=self.grid.axes[0], axis1=self.grid.axes[1],
             indices=np.array(self.grid.indices), names=np.array(self.grid.names)))
@@ -166,23 +165,6 @@ class SliceRun:
     def missing(self, model: str) -> list[tuple[int, int, int]]:
         """Chunks of ``model`` not yet on disk."""
         return [c for c in self.chunks() if not self.chunk_done(model, c[0])]
-
-
-def _atomic_save(path: Path, write) -> None:
-    """Write through a temporary file in the same directory, then rename (never half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    _atomic_save(path, lambda f: f.write((json.dumps(data, indent=2) + "\n").encode()))
 
 
 def _identity(meta: dict) -> dict:
@@ -232,8 +214,8 @@ def prepare(config: SliceConfig, out: str | Path) -> SliceRun:
     out.mkdir(parents=True, exist_ok=True)
     analysis.atoms.write(out / "reference.extxyz")
     geometry.save(out / "geometry.npz")
-    _atomic_save(out / "cost.npz", lambda f: np.savez(f, cost=cost, nearest=nearest))
-    write_json_atomic(existing, meta)  # last: its presence marks a complete setup
+    atomic_write(out / "cost.npz", lambda f: np.savez(f, cost=cost, nearest=nearest))
+    atomic_write_json(existing, meta, indent=2)  # last: its presence marks a complete setup
     if meta["cost_at_reference"] > 0:
         log.warning("the reference structure has distance cost %.3g Å: D_min is larger than "
                     "some of its bonds; lower --radius-scale or set --dmin",
@@ -299,7 +281,7 @@ def check_identity(out: str | Path, model: EnergyModel, record: bool = False) ->
                 f"{old.get('version')}, but {model.name} is now run {identity['run']} "
                 f"version {identity['version']}; {hint}")
     elif record:
-        write_json_atomic(path, identity)
+        atomic_write_json(path, identity, indent=2)
 
 
 def evaluate_chunk(run: SliceRun, model: EnergyModel, index: int) -> Path:
@@ -313,8 +295,8 @@ def evaluate_chunk(run: SliceRun, model: EnergyModel, index: int) -> Path:
     if has_uncertainty(model.name):
         # σ first: an energy file then always has its σ beside it.
         sigma = np.full(len(energies), np.nan) if sigma is None else np.asarray(sigma, float)
-        _atomic_save(run.sigma_path(model.name, index), lambda f: np.save(f, sigma))
-    _atomic_save(path, lambda f: np.save(f, energies))
+        atomic_write(run.sigma_path(model.name, index), lambda f: np.save(f, sigma))
+    atomic_write(path, lambda f: np.save(f, energies))
     return path
 
 
@@ -347,7 +329,7 @@ class SliceData:
     def save(self, path: Path) -> None:
         arrays = {f"energy/{k}": v for k, v in self.energies.items()}
         arrays.update({f"sigma/{k}": v for k, v in self.sigma.items()})
-        _atomic_save(path, lambda f: np.savez(
+        atomic_write(path, lambda f: np.savez(
             f, axis0=self.axes[0], axis1=self.axes[1], cost=self.cost, nearest=self.nearest,
             reference_point=np.array(self.reference_point), **arrays))
 

@@ -19,6 +19,12 @@ from pesflow.search.tasks import OracleResult, Result, SurrogateRelaxResult, Tas
 
 @dataclass
 class BasinHoppingSettings(EngineSettings):
+    """Basin hopping: one walker, Metropolis at ``kT`` (eV) on oracle energies.
+
+    Each move rattles ``rattle_fraction`` of the atoms by up to ``amplitude`` Å and relaxes
+    the result in the surrogate for at most ``steps`` steps.
+    """
+
     kT: float = 0.15
     amplitude: float = 3.0
     rattle_fraction: float = 1.0

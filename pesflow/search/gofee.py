@@ -55,6 +55,10 @@ class GOFEESettings(EngineSettings):
 
 @register
 class GOFEE(Engine):
+    """GOFEE: each iteration relaxes candidates in the lower confidence bound E − κσ and
+    sends the lowest to the oracle; the oracle-evaluated pool seeds the next walkers.
+    """
+
     name = "gofee"
     settings_class = GOFEESettings
     settings: GOFEESettings

@@ -8,7 +8,6 @@ with a pointwise confidence band, written as JSON and drawn with matplotlib.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -17,6 +16,8 @@ from typing import Any
 
 import numpy as np
 from scipy.stats import CensoredData, ecdf
+
+from pesflow.store.atomic import atomic_write_json
 
 
 @dataclass
@@ -66,7 +67,7 @@ class SuccessCurve:
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
-        path.write_text(json.dumps(self.todict(), indent=1))
+        atomic_write_json(path, self.todict(), indent=1)
         return path
 
 

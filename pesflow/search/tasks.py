@@ -145,6 +145,8 @@ class OracleTask(_Plain):
 
 @dataclass
 class SurrogateRelaxResult(_Plain):
+    """A structure relaxed in the surrogate (model ``model_version``), with its energy."""
+
     kind: ClassVar[str] = "surrogate_relax"
     task_id: int
     atoms: Atoms
@@ -158,6 +160,8 @@ class SurrogateRelaxResult(_Plain):
 
 @dataclass
 class SurrogateEnergyResult(_Plain):
+    """A surrogate single point (model ``model_version``): energy and, for a Δ-model, σ."""
+
     kind: ClassVar[str] = "surrogate_energy"
     task_id: int
     energy: float

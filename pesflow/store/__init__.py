@@ -1,6 +1,6 @@
 """Durable run state: atomic writes, HDF5 checkpoints, the run-dir lock. No pickle."""
 
-from pesflow.store.atomic import atomic_write_bytes, atomic_write_json
+from pesflow.store.atomic import atomic_write, atomic_write_bytes, atomic_write_json
 from pesflow.store.checkpoint import Checkpoint, CheckpointError, read_checkpoint, write_checkpoint
 from pesflow.store.lock import RunDirLock, RunDirLocked
 
@@ -9,6 +9,7 @@ __all__ = [
     "CheckpointError",
     "RunDirLock",
     "RunDirLocked",
+    "atomic_write",
     "atomic_write_bytes",
     "atomic_write_json",
     "read_checkpoint",
