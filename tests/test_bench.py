@@ -516,6 +516,109 @@ def test_the_agox_runners_surface_stand_in_is_pesflows():
     assert {p.name: p.prior for p in sitting.priors} == {"morse": priors["morse"]}
 
 
+def _agox_database(path: Path, rows: int) -> None:
+    """A database with AGOX's tables (the columns the runner touches) and ``rows``
+    structures, each with a key-value row."""
+    import sqlite3
+
+    con = sqlite3.connect(path)
+    con.execute("create table structures (id integer primary key autoincrement, "
+                "energy real, iteration int)")
+    con.execute("create table float_key_values (key text, value real, id integer)")
+    for i in range(rows):
+        cur = con.execute("insert into structures values (NULL, ?, ?)", (-float(i), i // 2))
+        con.execute("insert into float_key_values values ('time', 1.0, ?)", (cur.lastrowid,))
+    con.commit()
+    con.close()
+
+
+def test_an_unfinished_agox_gofee_repeat_resumes_only_where_its_files_fit(tmp_path):
+    """agox_runner resumes an unfinished GOFEE repeat from resume.json when the record
+    asks for the same repeat and the frames and database reach the resume point; it
+    drops the database rows of the unfinished iteration. Anything else is run afresh."""
+    import sqlite3
+
+    runner = _campaign_script("agox_runner")
+    base = {"format": runner.RECORD_FORMAT, "problem": "LJ38", "algorithm": "AGOX-GOFEE",
+            "engine": "gofee", "seed": 1, "settings": {"a": 1},
+            "budget": {"oracle_calls": 200}, "early_stop": True}
+    repeat = tmp_path / "r00"
+    repeat.mkdir()
+    (repeat / runner.RECORD).write_text(json.dumps({**base, "finished": False}))
+    (repeat / runner.FRAMES).write_text("x" * 100)
+    _agox_database(repeat / runner.DATABASE, 9)
+    assert runner.repeat_status(repeat, base) == "redo"  # no resume point yet
+    point = {"iteration": 4, "candidates": 8, "database_rows": 8,
+             "journal": {"frames_bytes": 80, "calls": 8}}
+    (repeat / runner.CHECKPOINT).write_text(json.dumps(point))
+    assert runner.repeat_status(repeat, base) == "resume"
+    assert runner.repeat_status(repeat, {**base, "seed": 2}) == "redo"
+    rex = {**base, "engine": "rex", "algorithm": "AGOX-REX"}
+    (repeat / runner.RECORD).write_text(json.dumps({**rex, "finished": False}))
+    assert runner.repeat_status(repeat, rex) == "redo"  # REX walkers are not on disk
+
+    assert runner.resume_point(repeat) == point
+    for frames_bytes, rows, why in ((101, 8, "shorter"), (80, 10, "has 9 rows")):
+        (repeat / runner.CHECKPOINT).write_text(json.dumps(
+            {**point, "database_rows": rows, "journal": {"frames_bytes": frames_bytes}}))
+        with pytest.raises(runner.ResumeError, match=why):
+            runner.resume_point(repeat)
+    (repeat / runner.DATABASE).unlink()
+    with pytest.raises(runner.ResumeError, match="missing"):
+        runner.resume_point(repeat)
+    assert not (repeat / runner.DATABASE).exists()  # not made by looking
+
+    _agox_database(repeat / runner.DATABASE, 9)
+    runner.drop_database_rows_after(repeat / runner.DATABASE, 8)
+    with sqlite3.connect(repeat / runner.DATABASE) as con:
+        assert [r[0] for r in con.execute("select id from structures")] == list(range(1, 9))
+        assert con.execute("select max(id) from float_key_values").fetchone()[0] == 8
+
+
+AGOX_PYTHON = Path(__file__).resolve().parents[1] / ".venv-agox" / "bin" / "python"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not AGOX_PYTHON.exists(),
+                    reason="needs AGOX's venv .venv-agox (docs/BENCHMARKS.md, AGOX side)")
+def test_an_agox_gofee_repeat_killed_mid_run_resumes_to_an_unbroken_repeats_calls(tmp_path):
+    """A GOFEE repeat killed (SIGKILL) after its 7th oracle call and started again makes
+    the very calls an unbroken repeat with the same seed makes (about 3 min)."""
+    import os
+    import subprocess
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "campaign" / "agox_runner.py"
+    command = [str(AGOX_PYTHON), str(script), "--problem", "LJ26", "--algorithm", "gofee",
+               "--repeats", "1", "--budget", "10", "--run-to-budget", "--out"]
+    subprocess.run([*command, str(tmp_path / "unbroken")], check=True, timeout=900)
+    killed = subprocess.Popen([*command, str(tmp_path / "broken")], start_new_session=True)
+    repeat = tmp_path / "broken" / "LJ26" / "AGOX-GOFEE" / "morse6" / "r00"
+    try:
+        deadline = time.monotonic() + 600
+        while not (repeat / "evaluations.extxyz").exists() or \
+                (repeat / "evaluations.extxyz").read_text().count("\n26\n") < 6:
+            assert killed.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+    finally:
+        os.killpg(killed.pid, signal.SIGKILL)
+        killed.wait()
+    assert (repeat / "resume.json").exists()
+    assert not json.loads((repeat / "record.json").read_text())["finished"]
+    subprocess.run([*command, str(tmp_path / "broken")], check=True, timeout=900)
+
+    record = json.loads((repeat / "record.json").read_text())
+    assert record["finished"] and record["oracle_calls"] == 10
+    first, resumed = record["sittings"]
+    assert first["from_call"] == 0 and 0 < resumed["from_call"] < 10 and resumed["exact"]
+    unbroken = read(tmp_path / "unbroken" / repeat.relative_to(tmp_path / "broken")
+                    / "evaluations.extxyz", ":")
+    broken = read(repeat / "evaluations.extxyz", ":")
+    assert [a.info["call"] for a in broken] == list(range(1, 11))
+    for a, b in zip(unbroken, broken, strict=True):
+        assert a.get_potential_energy() == b.get_potential_energy()
+        np.testing.assert_array_equal(a.positions, b.positions)
+
+
 def test_agox_compare_refuses_a_repeat_whose_fixed_slab_moved(tmp_path):
     """The side-by-side judge checks each AGOX evaluation holds pesflow's fixed slab."""
     from pesflow.errors import InputError

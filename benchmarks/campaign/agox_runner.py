@@ -20,7 +20,14 @@ Repeat r (seed = first-seed + r) goes to ``OUT/<problem>/AGOX-<ALG>/<prior>/r<NN
   the success checks, and on LJ the runner's own ``basin_energy``);
 - ``record.json``: seed, settings, budget, end figures, ``finished``;
 - ``agox.log`` (AGOX's own output), ``db-agox.db`` (AGOX's database) and the
-  confinement plots AGOX's generators draw.
+  confinement plots AGOX's generators draw;
+- GOFEE only, ``resume.json``: the resume point after the last finished iteration. GOFEE
+  keeps no state between iterations beyond its database, the model and sampler trained on
+  it, and NumPy's global RNG, so a resumed repeat reloads the database (dropping rows of
+  the unfinished iteration), trains again on it with the RNG state the training drew from
+  and goes on: the same calls an unbroken repeat makes (``exact`` in the record's
+  ``sittings`` checks the RNG state after retraining). Wall and CPU time go on from the
+  resume point: the unfinished iteration's time is lost, the retraining is counted.
 
 A repeat ends at its budget, or earlier at its first success: the runner applies the
 campaign's success test to every evaluation and stops there, as ``pesflow bench`` does:
@@ -33,8 +40,9 @@ Ray stays off: AGOX's Ray pool is replaced by an in-process pool with the same i
 (tasks run one after another, each on its own seeded global RNG as on a Ray actor), so a
 repeat uses one core (BLAS on one thread as well).
 
-Resumable at repeat granularity: finished repeats are skipped; an unfinished one is
-started again from scratch (AGOX has no resume). ``--judged DIR`` (agox_compare.py's
+Resumable: finished repeats are skipped. An unfinished GOFEE repeat goes on from its
+last finished iteration (``resume.json``, below); an unfinished REX repeat, whose walkers
+live only in memory, is started again from scratch. ``--judged DIR`` (agox_compare.py's
 ``judged/``, which is in git) also skips the repeats judged there, so a campaign spread
 over machines whose ``--out`` did not survive goes on where it was. Exit status: 0 done,
 1 some repeat raised (its record says why; a rerun retries it), 2 bad input (nothing
@@ -54,6 +62,7 @@ import contextlib  # noqa: E402
 import datetime  # noqa: E402
 import fcntl  # noqa: E402
 import functools  # noqa: E402
+import hashlib  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import shutil  # noqa: E402
@@ -67,10 +76,12 @@ import numpy as np  # noqa: E402
 RECORD = "record.json"
 FRAMES = "evaluations.extxyz"
 LOG = "agox.log"
+CHECKPOINT = "resume.json"
+DATABASE = "db-agox.db"  # AGOX's name for run id "agox"
 RECORD_FORMAT = "agox-side-repeat"
 #: Files a repeat directory of this runner may hold (an unfinished one is cleared).
-OWN_FILES = {RECORD, FRAMES, LOG}
-OWN_PREFIXES = ("db-agox.db", "confinement_plot_")  # AGOX's database (+ journal), plots
+OWN_FILES = {RECORD, FRAMES, LOG, CHECKPOINT}
+OWN_PREFIXES = (DATABASE, "confinement_plot_")  # AGOX's database (+ journal), plots
 
 # ------------------------------------------------------------------ the stand-in suite
 # Every number below is pesflow's; the comment names where it is defined.
@@ -336,11 +347,19 @@ def keep_ray_off() -> None:
 
 
 class Clock:
-    """Wall and process-CPU seconds since the repeat started, success checks excluded."""
+    """Wall and process-CPU seconds since the repeat started, success checks excluded;
+    a resumed repeat's clock starts at its resume point's figures."""
 
-    def __init__(self) -> None:
-        self.wall0, self.cpu0 = time.perf_counter(), time.process_time()
-        self.excluded_wall = self.excluded_cpu = 0.0
+    def __init__(self, wall: float = 0.0, cpu: float = 0.0, excluded_wall: float = 0.0,
+                 excluded_cpu: float = 0.0) -> None:
+        self.wall0 = time.perf_counter() - wall - excluded_wall
+        self.cpu0 = time.process_time() - cpu - excluded_cpu
+        self.excluded_wall, self.excluded_cpu = excluded_wall, excluded_cpu
+
+    def state(self) -> dict:
+        """What :class:`Clock` takes to go on from now."""
+        return {"wall": self.wall(), "cpu": self.cpu(), "excluded_wall": self.excluded_wall,
+                "excluded_cpu": self.excluded_cpu}
 
     def wall(self) -> float:
         return time.perf_counter() - self.wall0 - self.excluded_wall
@@ -386,6 +405,20 @@ class Journal:
         self.best: float | None = None
         self.best_basin: float | None = None
         self.success: dict | None = None
+
+    def state(self) -> dict:
+        """What :meth:`go_on_from` takes to go on after the last recorded call."""
+        return {"calls": self.calls, "best": self.best, "best_basin": self.best_basin,
+                "success": self.success, "clock": self.clock.state(),
+                "frames_bytes": self.path.stat().st_size if self.path.exists() else 0}
+
+    def go_on_from(self, state: dict) -> None:
+        """Take up ``state`` (clock aside: the caller starts it), dropping frames written
+        after it."""
+        with self.path.open("r+b") as handle:
+            handle.truncate(state["frames_bytes"])
+        self.calls, self.best, self.best_basin, self.success = (
+            state["calls"], state["best"], state["best_basin"], state["success"])
 
     def before_call(self) -> None:
         if self.calls >= self.budget:  # never reached: the last budgeted call stops first
@@ -566,6 +599,144 @@ def make_search(algorithm: str, problem: str, oracle, seed: int, prior: dict):
     return search
 
 
+# ------------------------------------------------------------------------ GOFEE resume
+
+
+class ResumeError(Exception):
+    """A resume point that does not fit the repeat's files: the repeat starts again."""
+
+
+def rng_to_json(state: tuple) -> list:
+    name, keys, position, has_gauss, cached = state
+    return [name, keys.tolist(), int(position), int(has_gauss), float(cached)]
+
+
+def rng_from_json(data: list) -> tuple:
+    name, keys, position, has_gauss, cached = data
+    return name, np.array(keys, dtype=np.uint32), position, has_gauss, cached
+
+
+def rng_fingerprint(state: tuple) -> str:
+    return hashlib.sha256(json.dumps(rng_to_json(state)).encode()).hexdigest()
+
+
+def database_rows(filename: Path) -> list[int]:
+    """Row ids of AGOX's ``structures`` table, in order (a torn write is rolled back by
+    SQLite on connecting)."""
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(filename)) as con:
+        return [row[0] for row in con.execute("SELECT id FROM structures ORDER BY id")]
+
+
+def drop_database_rows_after(filename: Path, rows: int) -> None:
+    """Delete every structure after the first ``rows`` and its key-value rows."""
+    import sqlite3
+
+    ids = database_rows(filename)
+    if len(ids) == rows:
+        return
+    last = ids[rows - 1] if rows else 0
+    with contextlib.closing(sqlite3.connect(filename)) as con:
+        tables = [name for (name,) in con.execute(
+            "SELECT name FROM sqlite_master WHERE type='table' AND name LIKE '%key_values'")]
+        for table in ["structures", *tables]:
+            con.execute(f"DELETE FROM {table} WHERE id > ?", (last,))
+        con.commit()
+
+
+def resume_point(path: Path) -> dict:
+    """The repeat's resume point, checked against its frames and database; raises
+    ResumeError (and changes nothing) where they do not fit."""
+    try:
+        point = json.loads((path / CHECKPOINT).read_text())
+        frames_bytes, rows = point["journal"]["frames_bytes"], point["database_rows"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ResumeError(f"{CHECKPOINT} cannot be read ({error})") from None
+    frames = path / FRAMES
+    if not frames.exists() or frames.stat().st_size < frames_bytes:
+        raise ResumeError(f"{FRAMES} is shorter than at the resume point")
+    import sqlite3
+
+    if not (path / DATABASE).exists():  # (connecting would make an empty one)
+        raise ResumeError(f"{DATABASE} is missing")
+    try:
+        have = len(database_rows(path / DATABASE))
+    except sqlite3.Error as error:
+        raise ResumeError(f"{DATABASE} cannot be read ({error})") from None
+    if have < rows:
+        raise ResumeError(f"{DATABASE} has {have} rows, the resume point {rows}")
+    return point
+
+
+class ResumePoints:
+    """Writes the resume point after every GOFEE iteration whose new candidates trained
+    the model: the database then dispatches to the model and the sampler, which draw from
+    the global RNG, so the RNG state just before that dispatch is what a resume needs."""
+
+    def __init__(self, path: Path, journal: Journal, database) -> None:
+        self.path, self.journal, self.database = path, journal, database
+        self.before_training: tuple | None = None
+        dispatch = database.dispatch_to_observers
+
+        def dispatch_noted(*args, **kwargs):
+            self.before_training = (np.random.get_state(), len(database),  # noqa: NPY002
+                                    len(database_rows(Path(database.filename))))
+            dispatch(*args, **kwargs)
+
+        database.dispatch_to_observers = dispatch_noted
+
+    def after_iteration(self, iteration: int) -> None:
+        if self.before_training is None:
+            return  # nothing trained in this iteration: the last resume point holds
+        rng, candidates, rows = self.before_training
+        self.before_training = None
+        write_json(self.path, {
+            "iteration": iteration, "candidates": candidates, "database_rows": rows,
+            "rng_before_training": rng_to_json(rng),
+            "rng_after": rng_fingerprint(np.random.get_state()),  # noqa: NPY002
+            "journal": self.journal.state()})
+
+
+def retrain_as_at(database, point: dict) -> bool:
+    """Reload AGOX's database and let it train the model and sampler as at the end of the
+    resume point's iteration; returns whether the RNG then stands where it stood."""
+    from agox.main.state import State
+
+    database.restore_to_memory()
+    if len(database) != point["candidates"]:
+        raise ResumeError(f"{DATABASE} gave {len(database)} candidates back, the resume "
+                          f"point has {point['candidates']}")
+    state = State()
+    state.set_iteration_counter(point["iteration"])
+    database.set_iteration_counter(point["iteration"])
+    np.random.set_state(rng_from_json(point["rng_before_training"]))  # noqa: NPY002
+    database.dispatch_to_observers(database=database, state=state)
+    return rng_fingerprint(np.random.get_state()) == point["rng_after"]  # noqa: NPY002
+
+
+def drive(agox, first: int, last: int, after_iteration) -> None:
+    """AGOX.run's main loop, from iteration ``first`` (AGOX.run always starts at 1),
+    calling ``after_iteration(iteration)`` at the end of each."""
+    from agox.main.state import State
+
+    state = State()
+    state.set_iteration_counter(first)
+    atexit.register(agox.on_failure)
+    agox.writer.write_header("AGOX run started" if first == 1 else
+                             f"AGOX run resumed at iteration {first}")
+    while state.get_iteration_counter() <= last and not state.get_convergence_status():
+        agox.print_iteration_header(state)
+        agox.dispatch_to_observers(state=state)
+        agox.print_timings(state)
+        state.clear()
+        after_iteration(state.get_iteration_counter())
+        state.advance_iteration_counter()
+        agox.writer.write_header("Iteration finished")
+    for method in agox.get_finalization_methods():
+        method()
+
+
 def settings_record(algorithm: str, problem: str, rho0: float | None) -> dict:
     """What the repeat ran with (compared on a rerun; only the budget may change)."""
     common = {"algorithm": algorithm_settings(algorithm, problem), "surrogate_fmax": FMAX,
@@ -592,13 +763,21 @@ def read_record(path: Path) -> dict | None:
 
 def write_json(path: Path, data: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
+    with tmp.open("w") as handle:
+        handle.write(json.dumps(data, indent=1))
+        handle.flush()
+        os.fsync(handle.fileno())
     tmp.replace(path)
 
 
+#: What a resumed repeat must share with the one asked for.
+SAME_REPEAT = ("problem", "algorithm", "seed", "settings", "budget", "early_stop")
+
+
 def repeat_status(path: Path, wanted: dict) -> str:
-    """``new``, ``done`` or ``redo`` (unfinished: cleared and run again); raises InputError
-    for a directory that is not this runner's or that ran other settings."""
+    """``new``, ``done``, ``resume`` (an unfinished GOFEE repeat with a resume point) or
+    ``redo`` (unfinished: cleared and run again); raises InputError for a directory that
+    is not this runner's or that ran other settings."""
     if not path.exists():
         return "new"
     if not path.is_dir():
@@ -610,6 +789,10 @@ def repeat_status(path: Path, wanted: dict) -> str:
                          "remove it or use another --out")
     record = read_record(path)
     if record is None or not record.get("finished"):
+        if record is not None and record.get("engine") == "gofee" \
+                and (path / CHECKPOINT).exists() \
+                and all(record.get(key) == wanted[key] for key in SAME_REPEAT):
+            return "resume"
         return "redo"
     for key in ("problem", "algorithm", "seed", "settings"):
         if record.get(key) != wanted[key]:
@@ -642,17 +825,42 @@ def stdout_to(path: Path):
             os.close(saved)
 
 
-def run_repeat(path: Path, base: dict, early_stop: bool) -> dict:
-    """Run one repeat into ``path`` (cleared first); returns its record."""
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def run_repeat(path: Path, base: dict, early_stop: bool, resume: bool = False) -> dict:
+    """Run one repeat into ``path``: afresh (``path`` cleared first) or, with ``resume``,
+    a GOFEE repeat from its resume point (afresh where that point does not fit the
+    files); returns its record."""
     problem, algorithm, seed = base["problem"], base["engine"], base["seed"]
     budget = base["budget"]["oracle_calls"]
-    if path.exists():
-        shutil.rmtree(path)
-    path.mkdir(parents=True)
-    record = {**base, "finished": False, "error": None,
-              "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
+    point, refused = None, None
+    if resume:
+        try:
+            point = resume_point(path)
+        except ResumeError as error:
+            refused = str(error)
+    if point is None:
+        if path.exists():
+            shutil.rmtree(path)
+        path.mkdir(parents=True)
+        record = {**base, "finished": False, "error": None, "started": _now(), "sittings": []}
+    else:
+        drop_database_rows_after(path / DATABASE, point["database_rows"])
+        record = {**read_record(path), "error": None, "versions": base["versions"]}
+        record.pop("traceback", None)  # of an earlier sitting that raised
+        record.setdefault("sittings", [])
+    sitting = {"started": _now(), "from_call": point["journal"]["calls"] if point else 0}
+    if point is not None:
+        sitting["from_iteration"] = point["iteration"]
+    if refused is not None:
+        sitting["resume_refused"] = refused
+    record["sittings"].append(sitting)
     write_json(path / RECORD, record)
     journal = Journal(path / FRAMES, budget, *success_test(problem), early_stop)
+    if point is not None:
+        journal.go_on_from(point["journal"])
     oracle = counting_oracle(journal, problem)
     _POOL.append(SerialPool())  # a fresh pool: no modules of an earlier repeat
     reason = None
@@ -666,10 +874,21 @@ def run_repeat(path: Path, base: dict, early_stop: bool) -> dict:
             np.random.seed(seed)  # noqa: NPY002  (AGOX draws from the global RNG)
             prior = {k: v for k, v in base["settings"]["prior"].items() if k != "kind"}
             search = make_search(algorithm, problem, oracle, seed, prior)
-            journal.clock = Clock()  # search time starts with building the modules
+            # search time starts with building the modules (a resume's retraining counts)
+            journal.clock = Clock(**point["journal"]["clock"]) if point else Clock()
             agox = search._make_agox()
             try:
-                agox.run(N_iterations=cap)
+                if algorithm == "gofee":
+                    database = search.get_database()
+                    first = 1
+                    if point is not None:
+                        sitting["exact"] = retrain_as_at(database, point)
+                        write_json(path / RECORD, record)
+                        first = point["iteration"] + 1
+                    points = ResumePoints(path / CHECKPOINT, journal, database)
+                    drive(agox, first, cap, points.after_iteration)
+                else:
+                    agox.run(N_iterations=cap)
                 reason = "iteration cap"
             except Stop as stop:
                 reason = stop.reason
@@ -687,8 +906,7 @@ def run_repeat(path: Path, base: dict, early_stop: bool) -> dict:
         wall_time=journal.clock.wall(), cpu_time=journal.clock.cpu(),
         check_seconds=journal.clock.excluded_wall, success=journal.success,
         best_energy=journal.best, best_basin_energy=journal.best_basin,
-        ray_initialized=bool(ray.is_initialized()),
-        ended=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        ray_initialized=bool(ray.is_initialized()), ended=_now(),
     )
     write_json(path / RECORD, record)
     return record
@@ -829,7 +1047,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{repeat_name(base, path)}: judged before (--judged), skipped",
                   file=sys.stderr)
         else:
-            todo.append((path, {**base, "versions": versions}, not args.run_to_budget))
+            if status == "resume":
+                print(f"{repeat_name(base, path)}: unfinished, resumed from its last "
+                      "finished iteration", file=sys.stderr)
+            todo.append((path, {**base, "versions": versions}, not args.run_to_budget,
+                         status == "resume"))
     if args.parallel == 1:
         prepare_process()
         records = (run_repeat(*job) for job in todo)
@@ -841,7 +1063,7 @@ def main(argv: list[str] | None = None) -> int:
                                    initializer=prepare_process, max_tasks_per_child=1)
         records = pool.map(run_repeat, *zip(*todo, strict=True)) if todo else iter(())
     failed = 0
-    for (path, base, _), record in zip(todo, records, strict=False):
+    for (path, base, *_), record in zip(todo, records, strict=False):
         name = repeat_name(base, path)
         if record.get("error"):
             failed += 1
