@@ -1036,9 +1036,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from importlib.metadata import version
 
-    versions = {"agox": version("agox"), "ase": version("ase"), "python": platform.python_version(),
-                "numpy": np.__version__, "threads": os.environ.get("OMP_NUM_THREADS"),
-                "parallel": args.parallel}
+    # AGOX's results depend on more than AGOX: its clustering, descriptor and sparsifier
+    # come from these (a rerun reproduces a repeat's calls only with the same ones)
+    versions = {name: version(name) for name in ("agox", "ase", "scikit-learn", "dscribe",
+                                                 "scipy")}
+    versions.update(python=platform.python_version(), numpy=np.__version__,
+                    threads=os.environ.get("OMP_NUM_THREADS"), parallel=args.parallel)
     todo = []
     for path, base, status in repeats:
         if status == "done":
