@@ -675,7 +675,7 @@ class ResumePoints:
     the global RNG, so the RNG state just before that dispatch is what a resume needs."""
 
     def __init__(self, path: Path, journal: Journal, database) -> None:
-        self.path, self.journal, self.database = path, journal, database
+        self.path, self.journal = path, journal
         self.before_training: tuple | None = None
         dispatch = database.dispatch_to_observers
 
@@ -851,7 +851,8 @@ def run_repeat(path: Path, base: dict, early_stop: bool, resume: bool = False) -
         record = {**read_record(path), "error": None, "versions": base["versions"]}
         record.pop("traceback", None)  # of an earlier sitting that raised
         record.setdefault("sittings", [])
-    sitting = {"started": _now(), "from_call": point["journal"]["calls"] if point else 0}
+    sitting = {"started": _now(), "from_call": point["journal"]["calls"] if point else 0,
+               "versions": base["versions"]}  # a resume under other libraries shows here
     if point is not None:
         sitting["from_iteration"] = point["iteration"]
     if refused is not None:
