@@ -135,6 +135,11 @@ def test_gpu_label(tmp_path: Path):
     assert shipped.gpu.workers == 1
     with pytest.raises(InputError, match=r"gpu\.accelerators: Value error, give at least one"):
         parse_site({"gpu": {"accelerators": []}})
+    # Several workers share one GPU when its ID is repeated (s2DPES: graph building is
+    # CPU-bound, so one worker leaves the GPU idle).
+    shared = parse_site({"gpu": {"accelerators": ["0", "0", "0"]}})
+    gpu = {ex.label: ex for ex in build_config(shared, tmp_path).executors}["gpu"]
+    assert list(gpu.available_accelerators) == ["0", "0", "0"] and shared.gpu.workers == 3
 
 
 @pytest.mark.parametrize(

@@ -70,6 +70,39 @@ def test_resume_recomputes_only_missing_chunks(cuau, tmp_path):
     assert chunks[1].exists()
 
 
+
+class FailingEMT(EMT):
+    """EMT that fails with ``error`` on the ``fail_at``-th structure it evaluates."""
+
+    def __init__(self, error: Exception, fail_at: int = 3):
+        super().__init__()
+        self.error, self.fail_at, self.seen = error, fail_at, 0
+
+    def calculate(self, *args, **kwargs):
+        self.seen += 1
+        if self.seen == self.fail_at:
+            raise self.error
+        super().calculate(*args, **kwargs)
+
+
+def test_odd_structure_is_nan_but_out_of_memory_fails_its_chunk(cuau, tmp_path):
+    import torch  # its out-of-memory error is what a model on a full GPU raises
+
+    from pesflow.pes.slices import evaluate_chunk
+
+    out = tmp_path / "slice"
+    run = prepare(config(cuau), out)
+    odd = EnergyModel(FailingEMT(ValueError("isolated atom")), "emt")
+    energies = np.load(evaluate_chunk(run, odd, 0))
+    assert np.isnan(energies[2]) and np.isfinite(np.delete(energies, 2)).all()
+    for error in (torch.OutOfMemoryError("CUDA out of memory"), MemoryError()):
+        full = EnergyModel(FailingEMT(error), "emt")
+        with pytest.raises(type(error)):
+            evaluate_chunk(run, full, 1)
+        assert not run.chunk_done("emt", 1)  # nothing saved: a rerun computes it
+    run_slice(config(cuau), out, plot=False)
+    assert run.chunk_done("emt", 1)
+
 def test_a_different_slice_in_the_same_directory_is_refused(cuau, tmp_path):
     out = tmp_path / "slice"
     prepare(config(cuau), out)

@@ -106,3 +106,21 @@ def test_wigner_seitz_radius_from_molar_volume():
     _, table = dmin_matrix(["N", "W", "N"], scale=1.0, pair_overrides={"W-N": 1.647})
     assert table["N-W"] == 1.647
     assert table["N-N"] == pytest.approx(2 * wigner_seitz_radius("N"))
+
+
+@pytest.mark.parametrize("given, expected", [(None, "false"), ("true", "true")])
+def test_jax_leaves_gpu_memory_to_model_workers(given, expected):
+    # Preallocation (75 % of a GPU) left 12 CHGNet workers out of memory on an H100; a
+    # user's own setting wins. A fresh process: JAX reads it once, at its start.
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "XLA_PYTHON_CLIENT_PREALLOCATE"}
+    if given is not None:
+        env["XLA_PYTHON_CLIENT_PREALLOCATE"] = given
+    code = ("import os; from pesflow.pes.solver import jax_x64; jax = jax_x64(); "
+            "jax.numpy.ones(2).sum(); print(os.environ['XLA_PYTHON_CLIENT_PREALLOCATE'])")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.split()[-1] == expected

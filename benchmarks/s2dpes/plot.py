@@ -1,4 +1,5 @@
-"""Plot generate.json and chgnet_energy.json into s2dpes_benchmark.png."""
+"""Plot generate.json and chgnet_energy.json into s2dpes_benchmark.png, and gpu/*.json
+into gpu/s2dpes_gpu.png."""
 
 from __future__ import annotations
 
@@ -50,5 +51,41 @@ def main() -> None:
     fig.savefig(HERE / "s2dpes_benchmark.png", dpi=110)
 
 
+def gpu() -> None:
+    """CPU vs GPU generation rates, and CHGNet energies/s against workers sharing one GPU."""
+    gpu_dir = HERE / "gpu"
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
+    series = [
+        (HERE / "generate.json", "2-core VM CPU, 10k points, 256 MB chunks", "o--"),
+        (gpu_dir / "generate_h100-host-cpu_10k_256mb.json", "H100 host CPU (16 cores), 10k, 256 MB",
+         "s--"),
+        (gpu_dir / "generate_h100_10k_256mb.json", "H100, 10k, 256 MB", "o-"),
+        (gpu_dir / "generate_h100_250k_4096mb.json", "H100, 250k, 4 GB", "s-"),
+    ]
+    for path, label, style in series:
+        rows = json.loads(path.read_text())["results"]
+        a.plot([r["natoms"] for r in rows], [r["structures_per_s"] for r in rows], style,
+               label=label)
+    a.set(xscale="log", yscale="log", xlabel="atoms per cell",
+          ylabel="structures generated + scored per second",
+          title="s2DPES distance cost (JAX float64)")
+    a.set_xticks([10, 40, 100], ["10", "40", "100"])
+    a.legend(fontsize=7)
+    scaling = json.loads((gpu_dir / "workers_per_gpu.json").read_text())
+    for key, style, label in (("after_fix", "o-", "Parsl gpu workers on one H100"),
+                              ("before_fix", "x:", "before: JAX preallocation, OOM saved as NaN")):
+        runs = scaling[key]["runs"]
+        b.plot([r["workers"] for r in runs], [r["per_s_after_first"] for r in runs], style,
+               label=label)
+    cpu = json.loads((HERE / "chgnet_energy.json").read_text())["pesflow"]["per_s"]
+    b.axhline(cpu, color="grey", ls="--", label=f"2-core VM CPU, 1 process ({cpu:.1f}/s)")
+    b.set(xlabel="CHGNet workers sharing the GPU", ylabel="energies per second",
+          title="CHGNet on a 4,900-point W2N3 slice, pesflow pes --site")
+    b.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(gpu_dir / "s2dpes_gpu.png", dpi=110)
+
+
 if __name__ == "__main__":
     main()
+    gpu()

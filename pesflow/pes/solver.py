@@ -15,6 +15,7 @@ point (values1[i], values2[j]) (``numpy.meshgrid(..., indexing="ij")``).
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -34,7 +35,14 @@ MAX_GRID_POINTS = 4_000_000
 
 
 def jax_x64():
-    """Import JAX with float64 enabled (needed for fractional-coordinate precision)."""
+    """Import JAX with float64 enabled (needed for fractional-coordinate precision).
+
+    On a GPU, JAX no longer takes 75 % of the device's memory at its start (unless
+    ``XLA_PYTHON_CLIENT_PREALLOCATE`` is set): the solver needs little, and model workers
+    on the same GPU need the rest (12 CHGNet workers beside the coordinator ran out of
+    memory on an 80 GB H100 without this).
+    """
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     import jax
 
     jax.config.update("jax_enable_x64", True)

@@ -9,6 +9,7 @@ only what is missing. Collecting, metrics and plots happen here when all are don
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 from pesflow.errors import InputError
@@ -53,5 +54,10 @@ def run_slice_on_site(config: SliceConfig, out: str | Path, site: str | Path,
         raise InputError(f"site {str(site)!r} has no 'gpu' executor; add a gpu: section "
                          "(accelerators: N) or run without --site")
     prepare(config, out)  # validate and set up before starting workers
-    with parsl_session(site_config, out):
-        return run_slice_parsl(config, out, plot)
+    with warnings.catch_warnings():
+        # Parsl starts interchanges and worker pools by fork + exec (subprocess); JAX on a
+        # GPU (the solver ran in this process) warns at any fork as if the child used JAX.
+        warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called",
+                                category=RuntimeWarning)
+        with parsl_session(site_config, out):
+            return run_slice_parsl(config, out, plot)
