@@ -171,6 +171,8 @@ def judged_from_summary(summary: dict) -> dict[tuple[str, str, str, str], dict]:
     rebuilt = {}
     for problem, entry in summary.get("problems", {}).items():
         for key, cell in entry.get("cells", {}).items():
+            if not cell.get("finished"):  # e.g. repeats still running: nothing judged yet
+                continue
             label, prior = key.split("/", 1)
             runner = {d["repeat"]: d["runner_success_call"]
                       for d in cell.get("judge_disagreements", [])}
