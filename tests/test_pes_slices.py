@@ -70,7 +70,6 @@ def test_resume_recomputes_only_missing_chunks(cuau, tmp_path):
     assert chunks[1].exists()
 
 
-
 class FailingEMT(EMT):
     """EMT that fails with ``error`` on the ``fail_at``-th structure it evaluates."""
 
@@ -102,6 +101,7 @@ def test_odd_structure_is_nan_but_out_of_memory_fails_its_chunk(cuau, tmp_path):
         assert not run.chunk_done("emt", 1)  # nothing saved: a rerun computes it
     run_slice(config(cuau), out, plot=False)
     assert run.chunk_done("emt", 1)
+
 
 def test_a_different_slice_in_the_same_directory_is_refused(cuau, tmp_path):
     out = tmp_path / "slice"

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -112,10 +115,6 @@ def test_wigner_seitz_radius_from_molar_volume():
 def test_jax_leaves_gpu_memory_to_model_workers(given, expected):
     # Preallocation (75 % of a GPU) left 12 CHGNet workers out of memory on an H100; a
     # user's own setting wins. A fresh process: JAX reads it once, at its start.
-    import os
-    import subprocess
-    import sys
-
     env = {k: v for k, v in os.environ.items() if k != "XLA_PYTHON_CLIENT_PREALLOCATE"}
     if given is not None:
         env["XLA_PYTHON_CLIENT_PREALLOCATE"] = given

@@ -42,6 +42,15 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def prepare_slice(out: Path, steps: int):
+    """The benchmark's W2N3 slice (W1.x × W1.z over [0, 1]², steps × steps) in ``out``."""
+    from pesflow.pes.slices import SliceConfig, prepare
+
+    config = SliceConfig(structure=str(STRUCTURE), dofs=["W1.x", "W1.z"], steps=steps,
+                         models=["chgnet"], symprec=1e-2)
+    return prepare(config, out)
+
+
 def device_name(device: str) -> str:
     if device == "cpu":
         return "cpu"
@@ -113,15 +122,11 @@ def main() -> None:
     args = parser.parse_args()
     run_on = (args.device, args.torch_threads)
 
-    from pesflow.pes.slices import SliceConfig, prepare
-
     if not STRUCTURE.exists():
         raise SystemExit(f"{STRUCTURE} missing: run examples/s2dpes/paper_cases.py first")
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        config = SliceConfig(structure=str(STRUCTURE), dofs=["W1.x", "W1.z"], steps=args.steps,
-                             models=["chgnet"], symprec=1e-2)
-        run = prepare(config, tmp / "slice")
+        run = prepare_slice(tmp / "slice", args.steps)
         size = run.geometry.grid.size
         sweep = []
         for batch in args.batches:  # inference batch size on the first sweep-points points

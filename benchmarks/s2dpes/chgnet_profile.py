@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from chgnet_energy import STRUCTURE, device_name
+from chgnet_energy import device_name, prepare_slice
 
 
 def main() -> None:
@@ -38,15 +38,12 @@ def main() -> None:
 
     from pesflow.models.registry import get_calculator
     from pesflow.pes.energies import EnergyModel
-    from pesflow.pes.slices import SliceConfig, prepare
 
     torch.set_num_threads(args.torch_threads)
     model = EnergyModel(get_calculator("chgnet", device=args.device), "chgnet",
                         batch_atoms=args.batch_atoms).chgnet
     with tempfile.TemporaryDirectory() as tmp:
-        config = SliceConfig(structure=str(STRUCTURE), dofs=["W1.x", "W1.z"], steps=50,
-                             models=["chgnet"], symprec=1e-2)
-        structures = prepare(config, Path(tmp) / "slice").geometry.structures(0, args.points)
+        structures = prepare_slice(Path(tmp) / "slice", 50).geometry.structures(0, args.points)
     batch = max(1, args.batch_atoms // len(structures[0]))
 
     def timed(step):
