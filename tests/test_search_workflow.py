@@ -226,6 +226,39 @@ def test_a_run_whose_surrogate_always_fails_stops_with_a_message(tmp_path, capsy
     assert log.count("dropped: RuntimeError: CUDA out of memory (injected)") >= 12
 
 
+def test_a_model_out_of_memory_is_resubmitted_then_stops_the_run(tmp_path, capsys,
+                                                                  monkeypatch):
+    """A prior out of memory (a GPU shared by too many workers) says nothing about the
+    candidate: its task is run again, not dropped, and if memory stays short the run stops
+    at once with what to change; a resume with memory to spare finishes it. The failure is
+    a real failed allocation inside ASE's Morse calculator (numpy's MemoryError)."""
+    from ase.calculators.morse import MorsePotential
+
+    from pesflow.workflows import search
+
+    def full(*args, **kwargs):
+        np.empty(1 << 57, dtype=np.uint8)  # 128 PiB: no machine has it
+
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(lj_config(REX)))
+    (tmp_path / "site.yaml").write_text(yaml.safe_dump(THREADS))
+    out = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        patch.setattr(MorsePotential, "calculate", full)
+        status = main(["run", str(tmp_path / "run.yaml"), "--site",
+                       str(tmp_path / "site.yaml"), "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err
+    assert status == 1 and len(err.strip().splitlines()) == 1
+    times = search.OUT_OF_RESOURCES_RETRIES + 1
+    assert "ran out of memory or device on surrogate_relax task" in err
+    assert f"{times} times (ModelOutOfResources: MemoryError: Unable to allocate" in err
+    assert f"pesflow resume {out}" in err
+    log = (out / "pesflow.log").read_text()
+    assert "resubmitting (1 of" in log and "dropped" not in log
+    assert read_checkpoint(out / "checkpoint.h5").state["n_calls"] == 0
+    assert main(["resume", str(out), "--quiet"]) == 0
+    assert read_checkpoint(out / "checkpoint.h5").state["n_calls"] == 6
+
+
 def test_a_second_coordinator_is_refused_while_a_run_holds_the_dir(tmp_path, capsys):
     data = lj_config(REX)
     run = SearchRun.start(parse_run_config(data), parse_site(THREADS), tmp_path / "run")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import re
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator
 
-from pesflow.errors import InputError
+from pesflow.errors import InputError, out_of_resources
 
 log = logging.getLogger(__name__)
 
@@ -141,16 +140,6 @@ class EnergyModel:
                 raise
             log.warning("CHGNet failed on one structure: %s", error)
             return float("nan")
-
-
-def out_of_resources(error: BaseException) -> bool:
-    """Whether a model failed for want of memory or a working device (not the structure)."""
-    if isinstance(error, MemoryError):
-        return True
-    torch = sys.modules.get("torch")  # only a model that imported torch can raise its errors
-    kinds = tuple(getattr(torch, name) for name in ("OutOfMemoryError", "AcceleratorError")
-                  if hasattr(torch, name))
-    return bool(kinds) and isinstance(error, kinds)
 
 
 def _chgnet_model(calculator: Calculator):

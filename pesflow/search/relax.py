@@ -12,6 +12,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase.constraints import FixAtoms
 from ase.optimize import BFGS
 
+from pesflow.errors import ModelOutOfResources, out_of_resources
 from pesflow.structures.problem import Confinement
 
 log = logging.getLogger(__name__)
@@ -101,9 +102,15 @@ def relax(
     Returns
     -------
     RelaxResult
-        Never raises for a failing model: non-finite numbers, an energy below the floor or
-        an exception inside the calculator or optimizer end the relaxation with ``error``
-        set (and a logged reason); callers drop such candidates.
+        Non-finite numbers, an energy below the floor or an exception inside the
+        calculator or optimizer end the relaxation with ``error`` set (and a logged
+        reason); callers drop such candidates.
+
+    Raises
+    ------
+    ModelOutOfResources
+        The model ran out of memory or lost its device (a full GPU): that says nothing
+        about the candidate, so it is not dropped as one that failed.
     """
     work = atoms.copy()
     work.constraints = []
@@ -142,6 +149,8 @@ def relax(
             last_good.calc = SinglePointCalculator(last_good, energy=energy, forces=forces)
             n_steps = optimizer.nsteps
     except Exception as exc:  # any model failure drops the candidate, never the search
+        if out_of_resources(exc):
+            raise ModelOutOfResources(f"{type(exc).__name__}: {exc}") from exc
         error = f"{type(exc).__name__}: {exc}"
     if error:
         log.warning("relaxation stopped after %d steps: %s", n_steps, error)

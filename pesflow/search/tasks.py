@@ -23,6 +23,7 @@ from ase import Atoms
 from ase.calculators.calculator import Calculator
 from ase.calculators.singlepoint import SinglePointCalculator
 
+from pesflow.errors import ModelOutOfResources, out_of_resources
 from pesflow.search.relax import relax
 from pesflow.structures.problem import Confinement
 
@@ -239,7 +240,8 @@ def run_surrogate_relax(
 def run_surrogate_energy(
     task: SurrogateEnergyTask, calculator: Calculator, model_version: int | None = None
 ) -> SurrogateEnergyResult:
-    """Surrogate single point of a task's structure."""
+    """Surrogate single point of a task's structure (raises
+    :class:`~pesflow.errors.ModelOutOfResources` as :func:`~pesflow.search.relax.relax`)."""
     atoms = task.atoms.copy()
     atoms.calc = calculator
     error = None
@@ -248,6 +250,8 @@ def run_surrogate_energy(
         if not np.isfinite(energy):
             error = "no finite energy"
     except Exception as exc:  # a failing model must not end the search
+        if out_of_resources(exc):  # ... but a full machine is not the structure's fault
+            raise ModelOutOfResources(f"{type(exc).__name__}: {exc}") from exc
         energy, error = float("nan"), f"{type(exc).__name__}: {exc}"
     return SurrogateEnergyResult(
         task_id=task.id,

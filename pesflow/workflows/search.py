@@ -47,7 +47,7 @@ from ase import Atoms
 from pesflow import __version__
 from pesflow.config import GPAWOracle, RunConfig, dump_run_config, load_run_config
 from pesflow.dft.oracle import MPILaunch, StandIn
-from pesflow.errors import InputError, SearchStalled
+from pesflow.errors import InputError, ModelOutOfResources, SearchStalled
 from pesflow.executors.site import SiteConfig
 from pesflow.models.loaded import SurrogateRef, prior_calculator
 from pesflow.search.base import Engine, engine_from_state
@@ -100,6 +100,11 @@ CHECKPOINT_EVERY = 5.0
 #: time then fails after this many.
 LOST_WORKER_RETRIES = 3
 _LOST = ("ManagerLost", "WorkerLost")
+
+#: Resubmissions of a surrogate task whose model ran out of memory or lost its device (a
+#: GPU shared by too many workers), not counted as the candidate's failure; then the run
+#: stops, since dropping every candidate on a full machine would search nothing.
+OUT_OF_RESOURCES_RETRIES = 2
 
 #: Surrogate tasks failing one after another before a run gives up. Single failures are
 #: normal (a relaxation through the energy floor where the Δ-model has no data: up to 546
@@ -174,6 +179,7 @@ class SearchRun:
         self.n_calls = int(state.get("n_calls", 0))
         self.failures: list[dict] = list(state.get("failures", []))
         self.attempts: dict[int, int] = {int(k): v for k, v in state.get("attempts", {}).items()}
+        # resubmissions not charged to the task: worker lost, model out of memory
         self.lost: dict[int, int] = {int(k): v for k, v in state.get("lost", {}).items()}
         self.counts: dict[str, int] = dict(state.get("counts", {}))
         self.surrogate_failing: tuple[int, str | None] = (0, None)  # in a row, last error
@@ -512,15 +518,24 @@ class SearchRun:
             reason = f"{type(error).__name__}: {error}".strip()
             result = _error_result(task, reason)
             lost = self.lost.get(task.id, 0)
+            if isinstance(error, ModelOutOfResources):
+                if lost >= OUT_OF_RESOURCES_RETRIES:
+                    raise SearchStalled(
+                        f"run {self.dir.path}: the surrogate model ran out of memory or device "
+                        f"on {task.kind} task {task.id} {lost + 1} times ({reason}); give each "
+                        f"surrogate worker more memory (fewer 'workers' in the site file's "
+                        f"surrogate section, or 'device: cpu' in the run file), then "
+                        f"'pesflow resume {self.dir.path}' continues from the last "
+                        f"checkpoint") from error
+                log.warning("%s: %s task %d: %s; resubmitting (%d of %d)", self.dir.path.name,
+                            task.kind, task.id, reason, lost + 1, OUT_OF_RESOURCES_RETRIES)
+                self._resubmit(entry, events)
+                return
             if (isinstance(task, OracleTask) and type(error).__name__ in _LOST
                     and lost < LOST_WORKER_RETRIES):
-                # not the task's fault: run it again without spending an attempt
                 log.warning("%s: oracle task %d lost its worker (%s); resubmitting (%d of %d)",
                             self.dir.path.name, task.id, reason, lost + 1, LOST_WORKER_RETRIES)
-                self.lost[task.id] = lost + 1
-                entry.attempts -= 1
-                entry.future = None
-                self._submit(entry, events)
+                self._resubmit(entry, events)
                 return
         kind = "oracle" if isinstance(task, OracleTask) else "surrogate"
         self.counts[f"{kind}_tasks"] = self.counts.get(f"{kind}_tasks", 0) + 1
@@ -555,6 +570,13 @@ class SearchRun:
         else:
             self.arrived.append(result)
         self._dirty = True
+
+    def _resubmit(self, entry: _Submitted, events: queue.Queue) -> None:
+        """Run a task again without spending an attempt: the machine failed, not the task."""
+        self.lost[entry.task.id] = self.lost.get(entry.task.id, 0) + 1
+        entry.attempts -= 1
+        entry.future = None
+        self._submit(entry, events)
 
     def _failure(self, task: OracleTask, reason: str, attempts: int) -> None:
         log.error("%s: oracle task %d failed after %d attempt(s): %s", self.dir.path.name,
